@@ -1,0 +1,114 @@
+"""Avro single-object encoding (C3 01 + CRC-64-AVRO fingerprint + body) over the schemas/ catalogue.
+
+Schemas are parsed once. Times travel as ints (ms since the epoch): logical types are
+stripped from the parsed copy used for reading and writing, which leaves the bytes
+unchanged (the Parsing Canonical Form and the fingerprint ignore logicalType).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from streams.errors import BadAvroError, SchemaUnknownError
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = 10
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+Record = dict[str, Any]
+
+
+def _strip_logical(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_logical(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_strip_logical(v) for v in node]
+    return node
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One record schema of the catalogue, ready to encode and decode."""
+
+    name: str
+    raw: dict[str, Any]
+    parsed: Any
+    fingerprint: int
+    header: bytes
+
+    def encode(self, record: Record) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self.header)
+        fastavro.schemaless_writer(buf, self.parsed, record)
+        return buf.getvalue()
+
+
+def crc64_fingerprint(schema: dict[str, Any]) -> int:
+    """CRC-64-AVRO of the Parsing Canonical Form, as an unsigned int."""
+    return int(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"), 16)
+
+
+class Codec:
+    """Encodes by record name; decodes by looking the fingerprint up in the catalogue."""
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        self.by_name: dict[str, Schema] = {}
+        self.by_fingerprint: dict[bytes, Schema] = {}
+        for path in sorted(schema_dir.glob("*.avsc")):
+            raw = json.loads(path.read_text())
+            if raw.get("name") != path.stem:
+                raise ValueError(f"{path}: record name {raw.get('name')!r} must equal the file name")
+            fp = crc64_fingerprint(raw)
+            header = MAGIC + struct.pack("<Q", fp)
+            parsed = fastavro.parse_schema(_strip_logical(raw), _write_hint=False)
+            schema = Schema(path.stem, raw, parsed, fp, header)
+            self.by_name[schema.name] = schema
+            self.by_fingerprint[header[2:]] = schema
+
+    def schema(self, name: str) -> Schema:
+        return self.by_name[name]
+
+    def encode(self, name: str, record: Record) -> bytes:
+        return self.by_name[name].encode(record)
+
+    def decode_any(self, data: bytes | None) -> tuple[str, Record]:
+        """Decode a single-object message; return (record name, record)."""
+        if data is None or len(data) < HEADER_SIZE:
+            raise BadAvroError(f"message of {0 if data is None else len(data)} bytes is shorter than the 10-byte header")
+        if data[:2] != MAGIC:
+            raise BadAvroError(f"bad magic {data[:2].hex()}: not Avro single-object encoding (expected c301)")
+        schema = self.by_fingerprint.get(data[2:HEADER_SIZE])
+        if schema is None:
+            fp = struct.unpack("<Q", data[2:HEADER_SIZE])[0]
+            raise SchemaUnknownError(f"no schema in the catalogue has fingerprint {fp:#018x}")
+        buf = io.BytesIO(data)
+        buf.seek(HEADER_SIZE)
+        try:
+            record = fastavro.schemaless_reader(buf, schema.parsed, None)
+        except Exception as exc:  # fastavro raises many types on corrupt input
+            raise BadAvroError(f"cannot decode {schema.name}: {type(exc).__name__}: {exc}") from exc
+        if buf.tell() != len(data):
+            raise BadAvroError(f"{len(data) - buf.tell()} trailing bytes after the {schema.name} body")
+        return schema.name, record  # type: ignore[return-value]
+
+    def decode(self, data: bytes | None, expected: str) -> Record:
+        """Decode a message that must be of record type `expected`."""
+        name, record = self.decode_any(data)
+        if name != expected:
+            raise SchemaUnknownError(f"expected a {expected}, got a {name}")
+        return record
+
+
+@lru_cache(maxsize=1)
+def default_codec() -> Codec:
+    """The process-wide codec over schemas/ (parsed once)."""
+    return Codec()

@@ -1,0 +1,122 @@
+"""The topic catalogue: every topic name of the contract, and how each is created.
+
+Names live here and nowhere else. A prefix (SIGNALEMENT_TOPIC_PREFIX, empty in production)
+lets tests run side by side on one broker. Every topic that agents join by referral_id has
+the same partition count, so one referral stays on one partition number across them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.registry import Registry
+
+DAY_MS = 86_400_000
+LANES = ("critical", "high", "standard")
+LANE_OF_PRIORITY = {"CRITICAL": "critical", "HIGH": "high", "STANDARD": "standard"}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its name, value schema and creation config."""
+
+    name: str
+    value_schema: str
+    partitions: int
+    replication: int = 1
+    retention_ms: int = 30 * DAY_MS
+    cleanup_policy: str = "delete"
+    description: str = ""
+
+    def config(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names for one prefix, and the full catalogue for one registry."""
+
+    prefix: str = ""
+    partitions: int = 4
+    replication: int = 1
+
+    def reports(self, reporter_id: str) -> str:
+        return f"{self.prefix}reports.{reporter_id}"
+
+    def lane(self, operator_id: str, priority: str) -> str:
+        return f"{self.prefix}operator.{operator_id}.{LANE_OF_PRIORITY[priority]}"
+
+    def decisions(self, operator_id: str) -> str:
+        return f"{self.prefix}operator.{operator_id}.decisions"
+
+    @property
+    def accepted(self) -> str:
+        return f"{self.prefix}referrals.accepted"
+
+    @property
+    def duplicates(self) -> str:
+        return f"{self.prefix}referrals.duplicates"
+
+    @property
+    def rejected(self) -> str:
+        return f"{self.prefix}referrals.rejected"
+
+    @property
+    def unroutable(self) -> str:
+        return f"{self.prefix}referrals.unroutable"
+
+    @property
+    def overdue(self) -> str:
+        return f"{self.prefix}referrals.overdue"
+
+    @property
+    def reactions(self) -> str:
+        return f"{self.prefix}reactions"
+
+    @property
+    def windows(self) -> str:
+        return f"{self.prefix}reaction.windows"
+
+    @property
+    def dedup_items(self) -> str:
+        """Internal: routed candidates keyed by dedup identity (operator + normalised URL)."""
+        return f"{self.prefix}signalement.internal.dedup"
+
+    @property
+    def window_input(self) -> str:
+        """Internal: reactions re-keyed by (operator, priority) for the window aggregation."""
+        return f"{self.prefix}signalement.internal.windows"
+
+    def reporter_of(self, topic: str) -> str | None:
+        """'reports.pharos' -> 'pharos'; None if the topic is not a reports topic."""
+        head = f"{self.prefix}reports."
+        return topic[len(head):] if topic.startswith(head) else None
+
+    def operator_of_decisions(self, topic: str) -> str | None:
+        head, tail = f"{self.prefix}operator.", ".decisions"
+        if topic.startswith(head) and topic.endswith(tail):
+            return topic[len(head):-len(tail)]
+        return None
+
+    def _spec(self, name: str, schema: str, desc: str, **kw: object) -> TopicSpec:
+        return TopicSpec(name, schema, self.partitions, self.replication, description=desc, **kw)  # type: ignore[arg-type]
+
+    def catalogue(self, registry: Registry) -> list[TopicSpec]:
+        """Every topic of the contract for this registry, in a stable order."""
+        specs = [self._spec(self.reports(r), "Referral", f"referrals from {r}") for r in sorted(registry.reporters)]
+        specs += [
+            self._spec(self.accepted, "RoutedReferral", "every routed referral, latest version wins"),
+            self._spec(self.duplicates, "DuplicateReferral", "referrals of an item already routed"),
+            self._spec(self.rejected, "Rejection", "dead letters with the original bytes", retention_ms=90 * DAY_MS),
+            self._spec(self.unroutable, "RoutedReferral", "referrals whose host no operator answers for"),
+            self._spec(self.overdue, "OverdueAlert", "deadline breaches as they happen"),
+            self._spec(self.reactions, "Reaction", "reaction of an operator to a referral"),
+            self._spec(self.windows, "ReactionWindow", "rolling reaction-time windows", cleanup_policy="compact"),
+            self._spec(self.dedup_items, "RoutedReferral", "internal: keyed by dedup identity", retention_ms=7 * DAY_MS),
+            self._spec(self.window_input, "Reaction", "internal: keyed by operator and priority", retention_ms=7 * DAY_MS),
+        ]
+        for op in sorted(registry.operators):
+            specs += [self._spec(self.lane(op, p), "RoutedReferral", f"{op}'s {p.lower()} lane")
+                      for p in LANE_OF_PRIORITY]
+            specs.append(self._spec(self.decisions(op), "OperatorDecision", f"decisions published by {op}"))
+        return specs
