@@ -1,0 +1,124 @@
+"""One referral's reaction (ack, decision, their delays) and how operator events change it.
+
+Rules (contract, "Reaction"):
+
+* The clock starts at ``routed_at``. Durations are ``acted_at - routed_at``, clamped to 0
+  when an operator's clock is behind ours (``acted_at < routed_at``): a negative reaction time
+  means nothing and would poison percentiles. ``acked_at``/``decided_at`` keep the operator's
+  ``acted_at`` untouched, and the on-time flags compare that raw time with the deadline
+  (``acked_at <= ack_deadline``: the deadline instant itself is on time).
+* The first ACKNOWLEDGED or final action (in the order the decisions topic delivers them,
+  which is per referral since it is keyed by referral_id) is the acknowledgement.
+* The first final action (anything but ACKNOWLEDGED) is the decision; it also acknowledges
+  when nothing acknowledged before.
+* Once decided, nothing changes any more: later decisions and replays return ``None``.
+
+Escalation (``apply_reissue``): see its docstring.
+"""
+
+from __future__ import annotations
+
+from streams.errors import InvalidFieldError, RejectedError
+from streams.policy import RANK
+from streams.records import OperatorDecision, Reaction, RoutedReferral
+
+ACKNOWLEDGED = "ACKNOWLEDGED"
+final_actions: frozenset[str] = frozenset({"REMOVED", "DISABLED", "REFUSED", "ALREADY_UNAVAILABLE"})
+FINAL_ACTIONS = final_actions
+ACTIONS: frozenset[str] = final_actions | {ACKNOWLEDGED}
+
+
+def is_final(action: str) -> bool:
+    """A final action settles the referral (every action but ACKNOWLEDGED)."""
+    return action in final_actions
+
+
+def elapsed(at_ms: int, routed_at: int) -> int:
+    """Reaction time from routing, clamped at 0 so skewed operator clocks never go negative."""
+    return at_ms - routed_at if at_ms > routed_at else 0
+
+
+def new_reaction(routed: RoutedReferral, now_ms: int) -> Reaction:
+    """The reaction of a freshly routed referral: its clock runs, nothing acked or decided."""
+    operator_id = routed["operator_id"]
+    if operator_id is None:
+        raise ValueError(f"{routed['referral_id']} has no operator: an unroutable referral has no reaction")
+    return {
+        "referral_id": routed["referral_id"],
+        "operator_id": operator_id,
+        "reporter_id": routed["reporter_id"],
+        "priority": routed["priority"],
+        "category": routed["category"],
+        "reported_at": routed["reported_at"],
+        "routed_at": routed["routed_at"],
+        "acked_at": None,
+        "decided_at": None,
+        "action": None,
+        "time_to_ack_ms": None,
+        "time_to_decision_ms": None,
+        "ack_on_time": None,
+        "decision_on_time": None,
+        "ack_deadline": routed["ack_deadline"],
+        "decision_deadline": routed["decision_deadline"],
+        "updated_at": now_ms,
+    }
+
+
+def _check(reaction: Reaction, decision: OperatorDecision) -> str:
+    """Refuse a decision that is not about this reaction or carries no known action."""
+    if decision["referral_id"] != reaction["referral_id"]:
+        raise ValueError(f"decision for {decision['referral_id']} applied to {reaction['referral_id']}")
+    if decision["operator_id"] != reaction["operator_id"]:
+        raise RejectedError(
+            f"{decision['operator_id']} decided on a referral routed to {reaction['operator_id']}",
+            code="NOT_YOUR_REFERRAL",
+        )
+    action = decision["action"]
+    if action not in ACTIONS:
+        raise InvalidFieldError(f"unknown action {action!r}")
+    return action
+
+
+def apply_decision(reaction: Reaction, decision: OperatorDecision, now_ms: int) -> Reaction | None:
+    """The reaction after this operator event, or None when the event changes nothing."""
+    action = _check(reaction, decision)
+    final = action in final_actions
+    if reaction["decided_at"] is not None or (not final and reaction["acked_at"] is not None):
+        return None
+    at = decision["acted_at"]
+    out = reaction.copy()
+    if out["acked_at"] is None:
+        out["acked_at"] = at
+        out["time_to_ack_ms"] = elapsed(at, out["routed_at"])
+        out["ack_on_time"] = at <= out["ack_deadline"]
+    if final:
+        out["decided_at"] = at
+        out["action"] = action
+        out["time_to_decision_ms"] = elapsed(at, out["routed_at"])
+        out["decision_on_time"] = at <= out["decision_deadline"]
+    out["updated_at"] = now_ms
+    return out
+
+
+def apply_reissue(reaction: Reaction, routed: RoutedReferral, now_ms: int | None = None) -> Reaction:
+    """The reaction after an escalation; returns ``reaction`` itself (``is``) when nothing changes.
+
+    Rule: the clock keeps the ORIGINAL ``routed_at`` (the operator has held the item since then,
+    so reaction times stay comparable and monotonic); the priority becomes the re-issue's and each
+    deadline becomes ``min(current, re-issue's)``, the re-issue's being computed by the router
+    from its own ``routed_at``: the operator cannot be late on a lane before reaching it, and an
+    escalation never grants more time. What is settled stays settled: once acknowledged, the ack
+    fields and ``ack_deadline`` are frozen; once decided, the whole reaction is. A re-issue that
+    is not more urgent (e.g. a replay) changes nothing.
+    """
+    if routed["referral_id"] != reaction["referral_id"]:
+        raise ValueError(f"re-issue of {routed['referral_id']} applied to {reaction['referral_id']}")
+    if reaction["decided_at"] is not None or RANK[routed["priority"]] >= RANK[reaction["priority"]]:
+        return reaction
+    out = reaction.copy()
+    out["priority"] = routed["priority"]
+    out["decision_deadline"] = min(reaction["decision_deadline"], routed["decision_deadline"])
+    if out["acked_at"] is None:
+        out["ack_deadline"] = min(reaction["ack_deadline"], routed["ack_deadline"])
+    out["updated_at"] = routed["routed_at"] if now_ms is None else now_ms
+    return out
