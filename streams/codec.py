@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,7 +46,7 @@ class Schema:
     fingerprint: int
     header: bytes
 
-    def encode(self, record: Record) -> bytes:
+    def encode(self, record: Mapping[str, Any]) -> bytes:
         buf = io.BytesIO()
         buf.write(self.header)
         fastavro.schemaless_writer(buf, self.parsed, record)
@@ -77,7 +78,7 @@ class Codec:
     def schema(self, name: str) -> Schema:
         return self.by_name[name]
 
-    def encode(self, name: str, record: Record) -> bytes:
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         return self.by_name[name].encode(record)
 
     def decode_any(self, data: bytes | None) -> tuple[str, Record]:

@@ -87,6 +87,11 @@ class Topics:
         """Internal: reactions re-keyed by (operator, priority) for the window aggregation."""
         return f"{self.prefix}signalement.internal.windows"
 
+    @property
+    def ticks(self) -> str:
+        """Internal: one tick per partition per interval, so timers act inside a partition's stream."""
+        return f"{self.prefix}signalement.internal.ticks"
+
     def reporter_of(self, topic: str) -> str | None:
         """'reports.pharos' -> 'pharos'; None if the topic is not a reports topic."""
         head = f"{self.prefix}reports."
@@ -114,6 +119,7 @@ class Topics:
             self._spec(self.windows, "ReactionWindow", "rolling reaction-time windows", cleanup_policy="compact"),
             self._spec(self.dedup_items, "RoutedReferral", "internal: keyed by dedup identity", retention_ms=7 * DAY_MS),
             self._spec(self.window_input, "Reaction", "internal: keyed by operator and priority", retention_ms=7 * DAY_MS),
+            self._spec(self.ticks, "", "internal: partition ticks for deadlines and windows", retention_ms=3_600_000),
         ]
         for op in sorted(registry.operators):
             specs += [self._spec(self.lane(op, p), "RoutedReferral", f"{op}'s {p.lower()} lane")

@@ -1,0 +1,42 @@
+"""Intake: reports.<reporter> -> signalement.internal.dedup (keyed by item) | referrals.rejected."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+from agents.logic.dedup import dedup_key
+from agents.logic.intake import Intake
+from streams.app import Pipeline, now_ms
+from streams.errors import RejectedError
+from streams.records import Referral
+
+log = logging.getLogger("signalement.intake")
+
+
+def register(pipe: Pipeline) -> Any:
+    """Subscribe to every reporter's topic and re-key valid referrals by their dedup identity."""
+    logic = Intake.build(pipe.registry)
+    names = pipe.names
+    source = pipe.app.topic(*[names.reports(r) for r in sorted(pipe.registry.reporters)],
+                            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @pipe.app.agent(source, name="signalement.intake")
+    async def intake(stream: Any) -> None:
+        """reports.* -> internal.dedup | referrals.rejected"""
+        async for event in stream.events():
+            msg = event.message
+            try:
+                ref = cast(Referral, pipe.codec.decode(msg.value, "Referral"))
+                cand = logic.candidate(ref, names.reporter_of(msg.topic) or "", now_ms())
+            except RejectedError as exc:
+                await pipe.reject(msg, exc.code, exc.message)
+                continue
+            except Exception as exc:  # a bug must cost one record, never the stream
+                log.exception("intake failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+                await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+                continue
+            key = dedup_key(cand["operator_id"], cand["normalized_url"]).encode()
+            await pipe.send(names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
+
+    return intake

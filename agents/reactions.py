@@ -1,0 +1,190 @@
+"""Reactions: referrals.accepted + operator.*.decisions + ticks -> reactions, referrals.overdue,
+internal.windows, internal.dedup (ItemDecided) | referrals.rejected.
+
+Everything about one referral is keyed by its referral_id on the same partition number, so the
+reactions table joins routed referrals and decisions locally. Deadlines and held decisions are
+indexed in memory per partition (rebuilt from the tables after a restart) and looked at on the
+partition's ticks, so the tables are modified only inside their partition's stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any
+
+from agents.logic import reactions as logic
+from agents.logic.dedup import dedup_key
+from agents.logic.overdue import DeadlineIndex, overdue_alert
+from agents.logic.validate import check_decision
+from agents.ticks import register_ticks
+from streams.app import Pipeline, now_ms
+from streams.errors import RejectedError
+from streams.records import OperatorDecision, Reaction, RoutedReferral
+
+log = logging.getLogger("signalement.reactions")
+HELD = "HELD"  # index kind for a decision waiting for its referral
+
+
+class Reactor:
+    """The reactions agent's per-worker state and steps (the agent body only dispatches)."""
+
+    def __init__(self, pipe: Pipeline, table: Any, pending: Any) -> None:
+        self.pipe, self.table, self.pending = pipe, table, pending
+        self.index: dict[int, DeadlineIndex] = defaultdict(lambda: DeadlineIndex())
+        self.built: set[int] = set()
+
+    def _save(self, key: bytes, state: dict[str, Any]) -> None:
+        self.table[key] = json.dumps(state, separators=(",", ":")).encode()
+
+    def _load(self, key: bytes) -> dict[str, Any] | None:
+        raw = self.table.get(key)
+        return json.loads(raw) if raw is not None else None
+
+    async def on_routed(self, msg: Any) -> None:
+        routed: RoutedReferral = self.pipe.codec.decode(msg.value, "RoutedReferral")  # type: ignore[assignment]
+        key, now = msg.key, now_ms()
+        state = self._load(key)
+        if state is None:
+            state = {"r": logic.new_reaction(routed, now), "k": dedup_key(routed["operator_id"], routed["normalized_url"]),
+                     "v": routed["version"], "p": msg.partition, "alerts": []}
+        elif routed["version"] > state["v"]:
+            state["r"], state["v"] = logic.apply_reissue(state["r"], routed, now), routed["version"]
+        else:
+            return
+        self._save(key, state)
+        self._index(msg.partition, state)
+        held = self.pending.get(key)
+        if held is not None:
+            del self.pending[key]
+            self.index[msg.partition].remove(key.decode(), HELD)
+            for h in json.loads(held)["held"]:
+                await self.on_decision(_message(h), held_since=h["at"])
+
+    def _index(self, partition: int, state: dict[str, Any]) -> None:
+        r: Reaction = state["r"]
+        idx = self.index[partition]
+        for kind, done, deadline in (("ACK", r["acked_at"], r["ack_deadline"]),
+                                     ("DECISION", r["decided_at"], r["decision_deadline"])):
+            if done is None and kind not in state["alerts"]:
+                idx.add(r["referral_id"], kind, deadline)
+            else:
+                idx.remove(r["referral_id"], kind)
+
+    async def on_decision(self, msg: Any, held_since: int | None = None) -> None:
+        operator = self.pipe.names.operator_of_decisions(msg.topic) or ""
+        decision: OperatorDecision = self.pipe.codec.decode(msg.value, "OperatorDecision")  # type: ignore[assignment]
+        check_decision(decision, operator, now_ms())
+        key = decision["referral_id"].encode()
+        state = self._load(key)
+        if state is None:
+            self._hold(msg, key, held_since)
+            return
+        new = logic.apply_decision(state["r"], decision, now_ms())
+        if new is None:
+            return
+        state["r"] = new
+        self._save(key, state)
+        self._index(msg.partition, state)
+        value = self.pipe.codec.encode("Reaction", new)
+        await self.pipe.send(self.pipe.names.reactions, key, value)
+        self.pipe.counters["reactions"] += 1
+        if new["decided_at"] is not None:
+            await self.pipe.send(self.pipe.names.window_input, f"{new['operator_id']}|{new['priority']}".encode(), value)
+            decided = {"dedup_key": state["k"], "referral_id": new["referral_id"], "decided_at": new["decided_at"]}
+            await self.pipe.send(self.pipe.names.dedup_items, state["k"].encode(),
+                                 self.pipe.codec.encode("ItemDecided", decided))
+
+    def _hold(self, msg: Any, key: bytes, held_since: int | None) -> None:
+        raw = self.pending.get(key)
+        held = json.loads(raw) if raw is not None else {"p": msg.partition, "held": []}
+        at = held_since if held_since is not None else now_ms()
+        held["held"].append({"t": msg.topic, "pt": msg.partition, "o": msg.offset, "at": at,
+                             "k": _b64(msg.key), "v": _b64(msg.value)})
+        self.pending[key] = json.dumps(held, separators=(",", ":")).encode()
+        self.index[msg.partition].add(key.decode(), HELD, at + self.pipe.policy.unknown_grace_ms)
+
+    async def on_tick(self, partition: int) -> None:
+        if partition not in self.built:
+            self._rebuild(partition)
+        now = now_ms()
+        for referral_id, kind, _deadline in self.index[partition].due(now):
+            key = referral_id.encode()
+            if kind == HELD:
+                await self._expire_held(key)
+                continue
+            state = self._load(key)
+            if state is None or kind in state["alerts"]:
+                continue
+            alert = overdue_alert(state["r"], kind, now)
+            if alert is None:
+                continue
+            state["alerts"].append(kind)
+            self._save(key, state)
+            await self.pipe.send(self.pipe.names.overdue, key, self.pipe.codec.encode("OverdueAlert", alert))
+            self.pipe.counters["overdue"] += 1
+
+    async def _expire_held(self, key: bytes) -> None:
+        raw = self.pending.get(key)
+        if raw is None:
+            return
+        del self.pending[key]
+        for h in json.loads(raw)["held"]:
+            await self.pipe.reject(_message(h), "UNKNOWN_REFERRAL",
+                                   f"no referral {key.decode()!r} was routed within the grace period")
+
+    def _rebuild(self, partition: int) -> None:
+        """After a (re)start: index what this partition's tables hold (once, not per tick)."""
+        for _key, raw in self.table.items():
+            state = json.loads(raw)
+            if state["p"] == partition:
+                self._index(partition, state)
+        for key, raw in self.pending.items():
+            held = json.loads(raw)
+            if held["p"] == partition:
+                first = min(h["at"] for h in held["held"])
+                self.index[partition].add(key.decode(), HELD, first + self.pipe.policy.unknown_grace_ms)
+        self.built.add(partition)
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _message(h: dict[str, Any]) -> Any:
+    """A held decision, shaped like the Kafka message it came from."""
+    return SimpleNamespace(topic=h["t"], partition=h["pt"], offset=h["o"],
+                           key=None if h["k"] is None else base64.b64decode(h["k"]), value=base64.b64decode(h["v"]))
+
+
+def register(pipe: Pipeline) -> Any:
+    """The reactions agent over accepted referrals, every operator's decisions, and ticks."""
+    reactor = Reactor(pipe, pipe.table("reactions"), pipe.table("held-decisions"))
+    names = pipe.names
+    decisions = {names.decisions(op) for op in pipe.registry.operators}
+    source = pipe.app.topic(names.accepted, *sorted(decisions), names.ticks, key_type=bytes, value_type=bytes,
+                            key_serializer="raw", value_serializer="raw")
+    register_ticks(pipe)
+
+    @pipe.app.agent(source, name="signalement.reactions")
+    async def reactions(stream: Any) -> None:
+        """accepted + decisions + ticks -> reactions, overdue, internal.windows | rejected"""
+        async for event in stream.events():
+            msg = event.message
+            try:
+                if msg.topic == names.ticks:
+                    await reactor.on_tick(msg.partition)
+                elif msg.topic == names.accepted:
+                    await reactor.on_routed(msg)
+                else:
+                    await reactor.on_decision(msg)
+            except RejectedError as exc:
+                await pipe.reject(msg, exc.code, exc.message)
+            except Exception as exc:  # a bug must cost one record, never the stream
+                log.exception("reactions failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+                await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+
+    return reactions

@@ -1,0 +1,113 @@
+"""Windows: internal.windows (reactions keyed by operator|priority) + ticks -> reaction.windows.
+
+Window states live in a RocksDB table (one key per window) so a restart resumes them; the
+open windows of each partition are also held in a `WindowBook`, which decides what to emit
+(at most once per interval per window, and once more, closed, after the grace period).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+from agents.logic import windows as logic
+from agents.ticks import register_ticks
+from streams.app import Pipeline, now_ms
+from streams.records import Reaction
+
+log = logging.getLogger("signalement.windows")
+WATERMARK = "~watermark|{}"
+
+
+def _key(key: logic.WindowKey) -> bytes:
+    return f"{key[0]}|{key[1]}|{key[2]}".encode()
+
+
+def _parse(raw: bytes) -> logic.WindowKey:
+    op, prio, start = raw.decode().rsplit("|", 2)
+    return op, prio, int(start)
+
+
+class Windower:
+    """Per-partition window books over the windows table; the agent body only dispatches."""
+
+    def __init__(self, pipe: Pipeline, states: Any, counted: Any) -> None:
+        self.pipe, self.states, self.counted = pipe, states, counted
+        self.books: dict[int, logic.WindowBook] = {}
+        self.keys_of: dict[int, set[bytes]] = defaultdict(set)
+
+    def book(self, partition: int) -> logic.WindowBook:
+        """The partition's book, restored from the table the first time it is needed."""
+        if partition not in self.books:
+            p = self.pipe.policy
+            book = logic.WindowBook(p.window_size_ms, p.window_step_ms, p.window_grace_ms, p.window_emit_interval_ms)
+            raw_wm = self.states.get(WATERMARK.format(partition).encode())
+            restored = []
+            for key, raw in self.states.items():
+                if not key.startswith(b"~") and int(raw[:4]) == partition:
+                    restored.append((_parse(key), logic.WindowState.from_bytes(raw[4:])))
+                    self.keys_of[partition].add(key)
+            book.restore(restored, int(raw_wm) if raw_wm is not None else logic.NO_WATERMARK)
+            self.books[partition] = book
+        return self.books[partition]
+
+    async def on_reaction(self, msg: Any) -> None:
+        reaction: Reaction = self.pipe.codec.decode(msg.value, "Reaction")  # type: ignore[assignment]
+        rid = reaction["referral_id"].encode()
+        mask = self.counted.get(rid)
+        events, new_mask = logic.events_of(reaction, int(mask) if mask is not None else 0)
+        if not events:
+            return
+        self.counted[rid] = str(new_mask).encode()
+        book, now = self.book(msg.partition), now_ms()
+        for event in events:
+            late = book.add(event, now)
+            if late:
+                log.info("late event referral=%s kind=%s windows=%s", event.referral_id, event.kind, late)
+            for start in logic.windows_for(event.at, book.size_ms, book.step_ms):
+                key = (event.operator_id, event.priority, start)
+                if key in book.states:
+                    self._store(msg.partition, key, book.states[key])
+        await self.flush(msg.partition)
+
+    def _store(self, partition: int, key: logic.WindowKey, state: logic.WindowState) -> None:
+        raw = _key(key)
+        self.states[raw] = b"%04d" % partition + state.to_bytes()
+        self.keys_of[partition].add(raw)
+
+    async def flush(self, partition: int) -> None:
+        """Emit what the book says is due; drop closed windows from the table."""
+        book = self.book(partition)
+        for key, record in book.flush(now_ms()):
+            wid = logic.window_id(key[0], key[1], key[2], book.size_ms).encode()
+            await self.pipe.send(self.pipe.names.windows, wid, self.pipe.codec.encode("ReactionWindow", record))
+            self.pipe.counters["windows"] += 1
+            if record["closed"] and _key(key) in self.keys_of[partition]:
+                self.keys_of[partition].discard(_key(key))
+                del self.states[_key(key)]
+        self.states[WATERMARK.format(partition).encode()] = str(book.watermark).encode()
+
+
+def register(pipe: Pipeline) -> Any:
+    """The windows agent and its tables (window states, counted events per referral)."""
+    windower = Windower(pipe, pipe.table("window-states"), pipe.table("window-counted"))
+    names = pipe.names
+    source = pipe.app.topic(names.window_input, names.ticks, key_type=bytes, value_type=bytes,
+                            key_serializer="raw", value_serializer="raw")
+    register_ticks(pipe)
+
+    @pipe.app.agent(source, name="signalement.windows")
+    async def windows(stream: Any) -> None:
+        """internal.windows + ticks -> reaction.windows"""
+        async for event in stream.events():
+            msg = event.message
+            try:
+                if msg.topic == names.ticks:
+                    await windower.flush(msg.partition)
+                else:
+                    await windower.on_reaction(msg)
+            except Exception:  # internal topic: a bug must cost one record, never the stream
+                log.exception("windows failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+
+    return windows

@@ -1,0 +1,96 @@
+"""The Faust app and what every agent shares: settings, policy, registry, codec, topics.
+
+Agents receive a `Pipeline` (bound-agent style) instead of importing globals, so tests can
+build one per topic prefix and the logic stays testable without the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from streams.codec import Codec, default_codec
+from streams.config import Settings
+from streams.policy import Policy
+from streams.records import Rejection
+from streams.registry import Registry
+from streams.topics import Topics
+
+log = logging.getLogger("signalement")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Pipeline:
+    """Shared, read-mostly state of one worker: built once at start-up."""
+
+    settings: Settings
+    policy: Policy
+    registry: Registry
+    names: Topics
+    codec: Codec
+    app: faust.App
+    counters: Counter[str] = field(default_factory=Counter)
+    _topics: dict[str, Any] = field(default_factory=dict)
+
+    def topic(self, name: str) -> Any:
+        """A raw-bytes Faust topic, one object per name."""
+        if name not in self._topics:
+            self._topics[name] = self.app.topic(name, key_type=bytes, value_type=bytes,
+                                                key_serializer="raw", value_serializer="raw",
+                                                partitions=self.settings.partitions)
+        return self._topics[name]
+
+    def table(self, name: str) -> Any:
+        """A bytes->bytes table on RocksDB, partitioned like the topics it is fed from."""
+        return self.app.Table(name, default=None, key_type=bytes, value_type=bytes, key_serializer="raw",
+                              value_serializer="raw", partitions=self.settings.partitions)
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        await self.topic(topic).send(key=key, value=value)
+
+    async def reject(self, message: Any, code: str, error: str) -> None:
+        """Dead-letter the original bytes with a precise reason; never raises on bad input."""
+        rejection: Rejection = {
+            "source_topic": message.topic, "source_partition": message.partition, "source_offset": message.offset,
+            "key": message.key if isinstance(message.key, bytes) else None,
+            "value": message.value if isinstance(message.value, bytes) else b"",
+            "error_code": code, "error": error[:2048], "rejected_at": now_ms(),
+        }
+        self.counters["rejected"] += 1
+        self.counters[f"rejected.{code}"] += 1
+        log.info("rejected topic=%s partition=%s offset=%s code=%s error=%s",
+                 message.topic, message.partition, message.offset, code, error[:200])
+        await self.send(self.names.rejected, message.key if isinstance(message.key, bytes) else None,
+                        self.codec.encode("Rejection", rejection))
+
+
+def build_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=settings.kafka_url,
+        store="rocksdb://",
+        datadir=str(settings.worker_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        table_cleanup_interval=3600.0,
+    )
+
+
+def build_pipeline(settings: Settings | None = None) -> Pipeline:
+    settings = settings or Settings.from_env()
+    registry = Registry.load(settings.reporters_path, settings.operators_path)
+    names = Topics(prefix=settings.topic_prefix, partitions=settings.partitions)
+    return Pipeline(settings, Policy.load(settings.policy_path), registry, names, default_codec(), build_app(settings))

@@ -1,0 +1,111 @@
+"""Test-side Kafka helpers: produce bytes, read whole topics, run the worker as a process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from streams.config import ROOT, Settings
+from streams.codec import default_codec
+
+
+def producer(settings: Settings) -> Producer:
+    return Producer(settings.confluent(**{"partitioner": "murmur2_random", "enable.idempotence": True,
+                                          "linger.ms": 5}))
+
+
+def produce(settings: Settings, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Send (key, value) pairs to one topic and wait for every delivery."""
+    p, errors, n = producer(settings), [], 0
+    for key, value in items:
+        p.produce(topic, value=value, key=key, on_delivery=lambda err, _m: err and errors.append(err))
+        n += 1
+        p.poll(0)
+    p.flush(30)
+    assert not errors, errors
+    return n
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+    def decode(self) -> dict[str, Any]:
+        return default_codec().decode_any(self.value)[1]
+
+
+def read_topic(settings: Settings, topic: str, expect: int | None = None, idle_s: float = 3.0,
+               timeout_s: float = 60.0) -> list[Message]:
+    """Everything in a topic from the beginning: until `expect` messages, else until idle."""
+    c = Consumer(settings.confluent(**{"group.id": f"reader-{time.time_ns()}", "enable.auto.commit": False,
+                                       "isolation.level": "read_committed"}))
+    meta = c.list_topics(topic, timeout=10).topics[topic]
+    c.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+    out: list[Message] = []
+    start = last = time.monotonic()
+    try:
+        while time.monotonic() - start < timeout_s:
+            if expect is not None and len(out) >= expect:
+                # linger a little to catch extras that should not be there
+                if time.monotonic() - last > 1.0:
+                    break
+            elif expect is None and time.monotonic() - last > idle_s:
+                break
+            m = c.poll(0.2)
+            if m is None or m.error():
+                continue
+            out.append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+            last = time.monotonic()
+    finally:
+        c.close()
+    return out
+
+
+@dataclass
+class WorkerProcess:
+    """`signalement worker` in a subprocess with its own prefix, app id and state folder."""
+
+    settings: Settings
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None)
+
+    @classmethod
+    def for_prefix(cls, settings: Settings, prefix: str, tmp: Path, **extra: str) -> WorkerProcess:
+        env = dict(os.environ)
+        env.update({"SIGNALEMENT_TOPIC_PREFIX": prefix, "SIGNALEMENT_APP_ID": f"{prefix}app",
+                    "SIGNALEMENT_HOME": str(settings.home), "SIGNALEMENT_BOOTSTRAP": settings.bootstrap})
+        env.update(extra)
+        env["SIGNALEMENT_WORKER_DIR"] = str(tmp / "worker")
+        return cls(settings, env, tmp / "worker.log")
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
