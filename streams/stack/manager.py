@@ -1,0 +1,140 @@
+"""`signalement stack up | down | status`: Kafka and ClickHouse on 127.0.0.1, without Docker.
+
+Python API: `ensure_up(settings)` (idempotent; test fixtures and `make demo` call it),
+`down(settings)`, `status(settings)`. A file lock serialises concurrent callers, so two test
+sessions starting at once share one stack instead of racing to start two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import time
+from collections.abc import Iterator
+
+from rich.table import Table
+from rich.text import Text
+
+from streams.config import Settings
+from streams.errors import SignalementError
+from streams.stack import ports, process
+from streams.stack.clickhouse import ClickHouse
+from streams.stack.kafka import Kafka
+from streams.stack.process import console
+from streams.stack.service import Service, ServiceStatus
+
+DEFAULT_TIMEOUT = 90.0
+
+
+def services(settings: Settings) -> list[Service]:
+    """The stack's servers, in start order."""
+    return [Kafka(settings), ClickHouse(settings)]
+
+
+@contextlib.contextmanager
+def locked(settings: Settings) -> Iterator[None]:
+    """Hold <home>/stack.lock: one up or down at a time across processes."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / "stack.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            console.print("  another `stack up/down` holds the lock: waiting for it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _with_ports(settings: Settings) -> Settings:
+    """Settings with the ports the stack will really use (a busy default port is swapped)."""
+    kafka, clickhouse = Kafka(settings), ClickHouse(settings)
+
+    def ours(name: str) -> bool:
+        service = kafka if name in ("kafka_port", "controller_port") else clickhouse
+        return service.pid() is not None
+
+    return ports.resolve(settings, ours)
+
+
+def ensure_up(settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT) -> Settings:
+    """Start whatever is not running, wait until both servers pass a real round trip.
+
+    Returns the settings actually in effect (ports may differ from the defaults if those were busy).
+    """
+    settings = settings or Settings.from_env()
+    started = time.monotonic()
+    with locked(settings):
+        settings = _with_ports(settings)
+        stack = services(settings)
+        launched = [service.launch() for service in stack]
+        for service, new in zip(stack, launched, strict=True):
+            if not new and service.healthy():
+                console.print(f"  {service.name} already running (pid {service.pid()}), healthy")
+                continue
+            service.await_ready(timeout)
+    if any(launched):
+        console.print(f"[green]stack up[/] in {time.monotonic() - started:.1f} s (home {settings.home})")
+    else:
+        console.print(f"[green]stack already running[/] (home {settings.home})")
+    return settings
+
+
+def down(settings: Settings | None = None) -> None:
+    """Stop the servers we started (by pid file); leave data in place."""
+    settings = settings or Settings.from_env()
+    with locked(settings):
+        stopped = [service.name for service in reversed(services(settings)) if service.stop()]
+    console.print(f"[green]stopped[/] {', '.join(stopped)}" if stopped else "nothing of ours was running")
+
+
+def status(settings: Settings | None = None, show: bool = True) -> list[ServiceStatus]:
+    """Version, ports, pid, health and data size of each server; printed as a table if show."""
+    settings = settings or Settings.from_env()
+    rows = [service.status() for service in services(settings)]
+    if show:
+        console.print(_table(rows, settings))
+    return rows
+
+
+def _table(rows: list[ServiceStatus], settings: Settings) -> Table:
+    table = Table(title=f"signalement stack ({settings.home})")
+    for column in ("service", "version", "ports", "pid", "alive", "healthy", "data"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.name, row.version, ", ".join(f"{k} {v}" for k, v in row.ports.items()),
+            str(row.pid or "-"), _yes(row.alive), _yes(row.healthy) + (f" ({row.detail})" if row.detail else ""),
+            f"{process.human(row.data_bytes)} {row.data_dir}",
+        )
+    return table
+
+
+def _yes(flag: bool) -> str:
+    return "[green]yes[/]" if flag else "[red]no[/]"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["up", "down", "status"], help="start, stop, or describe the stack")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds to wait for each server to become healthy (default %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "up":
+            ensure_up(Settings.from_env(), timeout=args.timeout)
+        elif args.action == "down":
+            down(Settings.from_env())
+        else:
+            rows = status(Settings.from_env())
+            return 0 if all(row.healthy for row in rows) else 1
+    except SignalementError as exc:
+        console.print(Text.assemble(("error: ", "bold red"), str(exc)))
+        return 1
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+    return 0

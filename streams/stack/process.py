@@ -1,0 +1,170 @@
+"""Detached processes with pid files, ports and logs: the plumbing shared by the stack's services.
+
+A pid file only counts when its process is alive and its command line still names our config
+file, so a recycled pid never gets a signal from us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from streams.errors import StackError
+
+console = Console(highlight=False)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A zombie still answers kill(0) but is dead; reap it if it is our child."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+        return True
+    return False
+
+
+def cmdline(pid: int) -> str:
+    """The process's command line, '' if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    """True if the pid is a live (non-zombie) process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def our_pid(pid_file: Path, marker: str) -> int | None:
+    """The pid recorded in pid_file if that process is alive and its command line contains marker."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if alive(pid) and marker in cmdline(pid):
+        return pid
+    return None
+
+
+def spawn(argv: Sequence[str], cwd: Path, log_file: Path, pid_file: Path, env: dict[str, str] | None = None) -> int:
+    """Start argv detached (own session, output to log_file) and record its pid."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(
+            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, **(env or {})},
+        )
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def _signal(pid: int, sig: int) -> None:
+    """Signal the whole process group when pid leads it (we started it with its own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def stop(pid: int, name: str, timeout: float) -> None:
+    """SIGTERM, wait up to timeout, then SIGKILL; returns once the process is gone."""
+    console.print(f"  stopping {name} (pid {pid}): SIGTERM, waiting up to {timeout:.0f} s")
+    _signal(pid, signal.SIGTERM)
+    if wait_for(lambda: not alive(pid), timeout):
+        return
+    console.print(f"  [yellow]{name} ignored SIGTERM for {timeout:.0f} s: SIGKILL[/]")
+    _signal(pid, signal.SIGKILL)
+    if not wait_for(lambda: not alive(pid), 10):
+        raise StackError(f"{name} (pid {pid}) survived SIGKILL")
+
+
+def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    """Poll check() until it is true or timeout seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if we could listen on host:port (what the server will try)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(exclude: set[int]) -> int:
+    """A port the kernel says is free now, not in exclude."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in exclude:
+            return port
+    raise StackError("no free TCP port found on 127.0.0.1")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 256 * 1024))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes actually allocated under path (sparse index files count for what they use)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+def human(size: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
