@@ -96,19 +96,19 @@ def status(settings: Settings | None = None, show: bool = True) -> list[ServiceS
     rows = [service.status() for service in services(settings)]
     if show:
         console.print(_table(rows, settings))
+        for row in rows:
+            if row.detail:
+                console.print(f"  {row.name}: {row.detail}", markup=False)
     return rows
 
 
 def _table(rows: list[ServiceStatus], settings: Settings) -> Table:
-    table = Table(title=f"signalement stack ({settings.home})")
+    table = Table(title="signalement stack", caption=f"home {settings.home}")
     for column in ("service", "version", "ports", "pid", "alive", "healthy", "data"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for row in rows:
-        table.add_row(
-            row.name, row.version, ", ".join(f"{k} {v}" for k, v in row.ports.items()),
-            str(row.pid or "-"), _yes(row.alive), _yes(row.healthy) + (f" ({row.detail})" if row.detail else ""),
-            f"{process.human(row.data_bytes)} {row.data_dir}",
-        )
+        table.add_row(row.name, row.version, " ".join(str(p) for p in row.ports.values()), str(row.pid or "-"),
+                      _yes(row.alive), _yes(row.healthy), process.human(row.data_bytes))
     return table
 
 
