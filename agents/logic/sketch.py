@@ -14,7 +14,8 @@ The result is also clamped to the observed ``[min, max]``.
 
 Sizes: about 1,200 buckets cover 1 ms .. 7 days; serialised, a bucket costs 2-3 bytes (delta of
 the bucket index + count, packed with the narrowest fixed width that fits), the exact mode
-1-8 bytes per value, plus a 46-byte header.
+1-8 bytes per value, plus a 46-byte header. Totals are stored as unsigned 64-bit (a sum of
+durations below 2^64 ms, i.e. forever).
 """
 
 from __future__ import annotations
