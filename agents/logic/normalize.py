@@ -28,8 +28,9 @@ Output: `https://host[:port]/path[?query]`. The rules, in order:
   repeated keys keep their relative order, `k` and `k=` are kept as written.
 - YouTube: `youtu.be/ID`, `youtube.com/shorts/ID`, `/embed/ID`, `/live/ID`, `/v/ID` and
   `youtube-nocookie.com/embed/ID` become `https://youtube.com/watch?v=ID` (other non-tracking
-  parameters kept, an existing `v` replaced). The `t` time offset is dropped on youtube.com:
-  a different start time is the same content.
+  parameters kept, an existing `v` replaced), when ID is made of `A-Z a-z 0-9 - _` as real
+  video ids are (anything else is left as it is rather than guessed at). The `t` time offset
+  is dropped on youtube.com: a different start time is the same content.
 - `fb.watch` and other short-link hosts (`t.co`, `goo.gl`) are kept: they cannot be resolved
   offline.
 """
@@ -70,6 +71,7 @@ YOUTUBE_ID_PATHS = {
     "youtube-nocookie.com": ("/embed/",),
 }
 YOUTUBE_NOT_IDS = frozenset({"videoseries"})
+_YOUTUBE_ID_CHARS = frozenset(ascii_letters + digits + "-_")
 
 _UNRESERVED = frozenset(ascii_letters + digits + "-._~")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -256,7 +258,7 @@ def _youtube_id(host: str, path: str) -> str | None:
         if prefixes is None or not path.startswith(prefixes):
             return None
         video = path[path.index("/", 1) + 1:]
-    if not video or "/" in video or video in YOUTUBE_NOT_IDS:
+    if not video or video in YOUTUBE_NOT_IDS or not _YOUTUBE_ID_CHARS.issuperset(video):
         return None
     return video
 
