@@ -154,4 +154,6 @@ class Service(ABC):
                 console.print(f"[bold]--- last 30 lines of {path} ---[/]")
                 console.print(process.tail(path, 30), markup=False)
         detail = f": {self.last_error}" if self.last_error else ""
-        raise StackError(f"{message}{detail}. Logs: {self.log_file}")
+        pid = self.pid()
+        still = f" It is still running (pid {pid}): `signalement stack down` stops it." if pid else ""
+        raise StackError(f"{message}{detail}. Logs: {self.log_file}.{still}")
