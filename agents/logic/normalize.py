@@ -1,7 +1,9 @@
 """URL normalisation: one canonical string per item, so duplicates meet and routing sees one host.
 
-Pure and fast (no I/O, no regex in the hot path, no unbounded cache): about MEASURED µs per call
-for a typical referral URL (see `_bench` at the bottom; CPython 3.11).
+Pure and fast (no I/O, no regex, no cache of its own; urlsplit's is bounded): about 10 µs per
+call (9.7 µs measured, CPython 3.11.7, a YouTube watch URL with four parameters, a different URL
+each call; urlsplit is 3.4 µs of it), so about 100k URLs/s per core. Re-measure with
+`python -m agents.logic.normalize`.
 
 Output: `https://host[:port]/path[?query]`. The rules, in order:
 
@@ -97,6 +99,11 @@ def _invalid(problem: str) -> InvalidFieldError:
     return InvalidFieldError(f"url: {problem}")
 
 
+def _show(text: str, limit: int = 80) -> str:
+    """Quote a piece of input for an error message, cut short so a hostile URL cannot flood logs."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
 def _check_text(url: object) -> str:
     """Refuse what is not a usable URL string before parsing (urlsplit silently drops tabs)."""
     if not isinstance(url, str):
@@ -115,13 +122,13 @@ def _check_text(url: object) -> str:
 def _check_labels(host: str) -> str:
     """Enforce DNS name shape on an ASCII host, so junk never reaches routing or dedup."""
     if not _HOST_OK.issuperset(host):
-        raise _invalid(f"host {host!r} has characters that are not allowed in a host name")
+        raise _invalid(f"host {_show(host)} has characters that are not allowed in a host name")
     if len(host) > MAX_HOST_LENGTH:
         raise _invalid(f"host is {len(host)} characters long, more than {MAX_HOST_LENGTH}")
     if host[0] == "." or host[-1] == "." or ".." in host:
-        raise _invalid(f"host {host!r} has an empty label")
+        raise _invalid(f"host {_show(host)} has an empty label")
     if len(host) > MAX_LABEL_LENGTH and any(len(label) > MAX_LABEL_LENGTH for label in host.split(".")):
-        raise _invalid(f"host {host!r} has a label longer than {MAX_LABEL_LENGTH} characters")
+        raise _invalid(f"host {_show(host)} has a label longer than {MAX_LABEL_LENGTH} characters")
     return host
 
 
@@ -135,7 +142,7 @@ def _ascii_host(host: str) -> str:
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError as exc:
-            raise _invalid(f"host {host!r} fails IDNA encoding ({exc})") from None
+            raise _invalid(f"host {_show(host)} fails IDNA encoding ({exc})") from None
     return _check_labels(host.lower())
 
 
@@ -163,7 +170,7 @@ def _ipv6_host(netloc: str) -> tuple[str, str]:
     try:
         address = ipaddress.IPv6Address(netloc[1:end])
     except ValueError:
-        raise _invalid(f"host {netloc[:end + 1]!r} is not an IPv6 address") from None
+        raise _invalid(f"host {_show(netloc[:end + 1])} is not an IPv6 address") from None
     return f"[{address.compressed}]", rest[1:]
 
 
@@ -172,7 +179,7 @@ def _check_port(port: str) -> str:
     if not port or port in DEFAULT_PORTS:
         return ""
     if len(port) > 5 or not _DIGITS.issuperset(port) or not 0 < int(port) <= 65535:
-        raise _invalid(f"port {port!r} is not a number from 1 to 65535")
+        raise _invalid(f"port {_show(port)} is not a number from 1 to 65535")
     port = str(int(port))
     return "" if port in DEFAULT_PORTS else port
 
@@ -278,8 +285,10 @@ def normalize(url: str) -> NormalizedUrl:
         parts = urlsplit(url)
     except ValueError as exc:
         raise _invalid(f"cannot be parsed ({exc})") from None
+    if not parts.scheme:
+        raise _invalid("has no scheme (expected http or https)")
     if parts.scheme not in ("https", "http"):
-        raise _invalid(f"scheme {parts.scheme!r} is not http or https")
+        raise _invalid(f"scheme {_show(parts.scheme)} is not http or https")
     host, port = _split_netloc(parts.netloc)
     path = _normalize_path(parts.path)
     video = _youtube_id(host, path)
