@@ -184,3 +184,15 @@ def test_nearest_rank(q: float, n: int, rank: int) -> None:
 def test_nearest_rank_range() -> None:
     with pytest.raises(ValueError):
         nearest_rank(1.5, 3)
+
+
+def test_bucket_range_grows_both_ways() -> None:
+    high = [10**9 + i for i in range(400)]
+    low = list(range(1, 400))
+    grown = QuantileSketch.of(high + low + [5 * 10**11])
+    assert_close(grown, high + low + [5 * 10**11], (0.01, 0.3, 0.5, 0.9, 0.999))
+    merged = QuantileSketch.of(high)
+    merged.merge(QuantileSketch.of(low))
+    merged.merge(QuantileSketch.of([10**12] * 300))
+    assert_close(merged, high + low + [10**12] * 300, (0.01, 0.3, 0.5, 0.6, 0.9))
+    assert len(merged.to_bytes()) < 400
