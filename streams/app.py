@@ -51,8 +51,8 @@ class Pipeline:
 
     def table(self, name: str) -> Any:
         """A bytes->bytes table on RocksDB, partitioned like the topics it is fed from."""
-        return self.app.Table(name, default=None, key_type=bytes, value_type=bytes, key_serializer="raw",
-                              value_serializer="raw", partitions=self.settings.partitions)
+        return self.app.Table(name, default=None, key_type=bytes, value_type=bytes,
+                              partitions=self.settings.partitions)
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         await self.topic(topic).send(key=key, value=value)

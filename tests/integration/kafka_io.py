@@ -74,6 +74,46 @@ def read_topic(settings: Settings, topic: str, expect: int | None = None, idle_s
     return out
 
 
+def read_topics(settings: Settings, topics: list[str], idle_s: float = 2.0, timeout_s: float = 60.0
+                ) -> dict[str, list[Message]]:
+    """Everything in several topics from the beginning, until nothing new arrives for idle_s."""
+    c = Consumer(settings.confluent(**{"group.id": f"reader-{time.time_ns()}", "enable.auto.commit": False,
+                                       "isolation.level": "read_committed"}))
+    parts = []
+    for topic in topics:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        parts += [TopicPartition(topic, p, 0) for p in meta.partitions]
+    c.assign(parts)
+    out: dict[str, list[Message]] = {t: [] for t in topics}
+    start = last = time.monotonic()
+    try:
+        while time.monotonic() - start < timeout_s and time.monotonic() - last < idle_s:
+            for m in c.consume(1000, 0.2):
+                if m.error():
+                    continue
+                out[m.topic()].append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+                last = time.monotonic()
+    finally:
+        c.close()
+    return out
+
+
+def wait_for_count(settings: Settings, topic: str, count: int, timeout_s: float = 120.0,
+                   worker: WorkerProcess | None = None) -> list[Message]:
+    """Poll a topic until it holds at least `count` messages; fail with the worker's log otherwise."""
+    deadline = time.monotonic() + timeout_s
+    got: list[Message] = []
+    while time.monotonic() < deadline:
+        got = read_topics(settings, [topic], idle_s=1.0)[topic]
+        if len(got) >= count:
+            return got
+        if worker is not None and worker.proc is not None and worker.proc.poll() is not None:
+            raise AssertionError(f"worker died:\n{worker.log_tail()}")
+        time.sleep(1.0)
+    tail = worker.log_tail() if worker is not None else ""
+    raise AssertionError(f"{topic}: {len(got)} of {count} messages after {timeout_s}s\n{tail}")
+
+
 @dataclass
 class WorkerProcess:
     """`signalement worker` in a subprocess with its own prefix, app id and state folder."""
