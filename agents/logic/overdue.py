@@ -126,6 +126,11 @@ class DeadlineIndex:
         return index
 
 
+def alerted_kinds(mask: int) -> set[str]:
+    """The kinds recorded in an alerted bitmask (``ALERT_MASK``), for ``track``."""
+    return {kind for kind, bit in ALERT_MASK.items() if mask & bit}
+
+
 def pending_deadlines(reaction: Reaction) -> list[tuple[str, int]]:
     """The deadlines a reaction still has to meet: ACK until acknowledged, DECISION until decided."""
     out = []

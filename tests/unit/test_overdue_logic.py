@@ -13,6 +13,7 @@ from agents.logic.overdue import (
     KIND_ACK,
     KIND_DECISION,
     DeadlineIndex,
+    alerted_kinds,
     overdue_alert,
     pending_deadlines,
 )
@@ -179,3 +180,9 @@ def test_overdue_alert(r: Reaction, kind: str, now: int, alert: bool) -> None:
 def test_overdue_alert_unknown_kind() -> None:
     with pytest.raises(ValueError):
         overdue_alert(reaction(), "REVIEW", T)
+
+
+@pytest.mark.parametrize(("mask", "kinds"), [(0, set()), (1, {KIND_ACK}), (2, {KIND_DECISION}),
+                                             (3, {KIND_ACK, KIND_DECISION})])
+def test_alerted_kinds(mask: int, kinds: set[str]) -> None:
+    assert alerted_kinds(mask) == kinds
