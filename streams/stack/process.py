@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -65,16 +66,27 @@ def our_pid(pid_file: Path, marker: str) -> int | None:
     return None
 
 
+# Runs in a short-lived intermediate process: the server becomes init's child, not ours, so no
+# zombie and no "subprocess still running" warning is left in a long-lived caller (pytest).
+_LAUNCHER = (
+    "import subprocess, sys\n"
+    "out = open(sys.argv[1], 'ab')\n"
+    "p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,"
+    " start_new_session=True)\n"
+    "print(p.pid)\n"
+)
+
+
 def spawn(argv: Sequence[str], cwd: Path, log_file: Path, pid_file: Path, env: dict[str, str] | None = None) -> int:
-    """Start argv detached (own session, output to log_file) and record its pid."""
+    """Start argv detached (own session, output to log_file, parent init) and record its pid."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as out:
-        proc = subprocess.Popen(
-            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, **(env or {})},
-        )
-    pid_file.write_text(f"{proc.pid}\n")
-    return proc.pid
+    result = subprocess.run([sys.executable, "-c", _LAUNCHER, str(log_file), *argv], cwd=cwd,
+                            capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if result.returncode != 0 or not result.stdout.strip().isdigit():
+        raise StackError(f"cannot start {argv[0]}: {result.stderr.strip() or result.stdout.strip()}")
+    pid = int(result.stdout.strip())
+    pid_file.write_text(f"{pid}\n")
+    return pid
 
 
 def _signal(pid: int, sig: int) -> None:
