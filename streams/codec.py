@@ -54,8 +54,11 @@ class Schema:
 
 
 def crc64_fingerprint(schema: dict[str, Any]) -> int:
-    """CRC-64-AVRO of the Parsing Canonical Form, as an unsigned int."""
-    return int(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"), 16)
+    """CRC-64-AVRO of the Parsing Canonical Form, as the spec's (Java's) 64-bit value.
+
+    fastavro's hex string is the value's little-endian bytes, i.e. already the header's order.
+    """
+    return int.from_bytes(bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")), "little")
 
 
 class Codec:

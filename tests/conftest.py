@@ -1,0 +1,1 @@
+"""Shared test set-up: unit tests need nothing; integration fixtures live in tests/integration."""
