@@ -33,13 +33,13 @@ FROM
                routed_at AS r_routed_at, decision_deadline AS r_deadline
         FROM referrals FINAL
         WHERE routed = 1
-    )
+    ) AS r
     ANY LEFT JOIN
     (
         SELECT referral_id, toUInt8(1) AS has_reaction, priority AS x_priority, routed_at AS x_routed_at,
                decision_deadline AS x_deadline, decided_at, decision_on_time
         FROM reactions FINAL
-    ) USING (referral_id)
+    ) AS x USING (referral_id)
 )
 WHERE routed_at >= now_ms - %(days)s * 86400000
 GROUP BY day, operator_id, priority

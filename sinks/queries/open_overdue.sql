@@ -16,11 +16,11 @@ FROM
     SELECT referral_id, operator_id, priority, deadline_kind, deadline, detected_at,
            if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) AS now_ms
     FROM overdue FINAL
-)
+) AS o
 ANY LEFT JOIN
 (
     SELECT referral_id, acked_at, decided_at
     FROM reactions FINAL
-) USING (referral_id)
+) AS x USING (referral_id)
 WHERE (deadline_kind = 'ACK' AND acked_at IS NULL) OR (deadline_kind = 'DECISION' AND decided_at IS NULL)
 ORDER BY deadline, referral_id, deadline_kind
