@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check streams agents sinks tests bench
+	$(BIN)/ruff check streams agents sinks clients tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
