@@ -14,8 +14,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.config import ROOT, Settings
 from streams.codec import default_codec
+from streams.config import ROOT, Settings
 
 
 def producer(settings: Settings) -> Producer:

@@ -42,7 +42,6 @@ def test_scenario_lanes_duplicates_rejections(stack: Settings, topic_prefix: str
     names = Topics(prefix=topic_prefix, partitions=stack.partitions)
     registry = Registry.load(stack.reporters_path, stack.operators_path)
     policy = Policy.load(stack.policy_path)
-    codec = default_codec()
     sc = scenario.build()
     n_routable = sum(1 for op in sc.operator.values() if op)
 
