@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clickhouse_driver.util.escape import escape_params
 
-from sinks import queries, reference, rows, sample
+from sinks import queries, reference, report, rows, sample
 from sinks.migrate import migrate
 
 pytestmark = pytest.mark.modern
@@ -46,8 +47,8 @@ class ChdbClient:
     def execute(self, query: str, params: Any = None, with_column_types: bool = False) -> Any:
         if isinstance(params, list):  # INSERT ... VALUES with rows as data
             query += " " + ", ".join("(" + ", ".join(literal(v) for v in row) + ")" for row in params)
-        elif params:
-            raise NotImplementedError("render the query first (Query.render)")
+        elif params:  # client-side substitution, as clickhouse-driver does it
+            query = query % escape_params(params, None)
         text = self.session.query(query, "JSONCompact").bytes()
         if not text.strip():
             return ([], []) if with_column_types else []
@@ -128,3 +129,16 @@ def test_query_answers_match_the_reference(ch: ChdbClient, events: dict[str, lis
     expected = reference.EXPECTED[name](events, params)
     assert expected, f"the sample gives {name} nothing to check"
     assert reference.mismatches(columns, result, expected) == []
+
+
+def test_queries_run_through_driver_style_parameters(ch: ChdbClient) -> None:
+    query = queries.catalogue()["forged_labels"]
+    assert queries.run(ch, query, {"now_ms": str(sample.NOW)}) == ch.run(query, sample.params_for(query.params))
+
+
+def test_report_page_is_self_contained(ch: ChdbClient) -> None:
+    page = report.build(ch, days=30, limit=10, now_ms=sample.NOW)
+    assert page.count("<svg") == 4 and "no data" not in page
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    for name in report.TABLES:
+        assert f"({name})" in page
