@@ -130,6 +130,9 @@ class OperatorClient:
             self.gate.end_of_partition(*locate(msg))
         elif err.fatal():
             raise KafkaException(err)
+        elif err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            log.warning("lane missing operator=%s error=%s (create the topics: `signalement topics create`)",
+                        self.operator_id, err.str())
         else:
             log.warning("consumer error operator=%s error=%s", self.operator_id, err.str())
 
