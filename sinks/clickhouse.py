@@ -4,7 +4,8 @@ One confluent-kafka consumer (group `<app_id>-sink`, no auto-commit) reads the p
 and every operator's decisions topic. Messages are decoded, turned into rows (sinks.rows) and
 batched by size and time; a batch is inserted table by table and its offsets are committed
 synchronously only once every insert succeeded. A ClickHouse error is retried with capped
-exponential backoff, forever, without consuming more. A crash between insert and commit
+exponential backoff, forever, without consuming more (past max.poll.interval.ms, 1 h, the group
+drops the sink: its commit then fails and the batch is redelivered). A crash between insert and commit
 redelivers the batch: the tables are ReplacingMergeTree keyed by event identity, and every
 query reads them with FINAL or argMax, so a second copy is never visible.
 
