@@ -18,7 +18,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "partitioner": "murmur2_random",
     "linger.ms": 5,
-    "compression.type": "lz4",
+    # no compression: the pipeline's consumer (aiokafka) reads gzip only without extra libraries, and
+    # a batch it cannot decompress stops its fetcher (lz4, snappy and zstd need python packages)
+    "compression.type": "none",
 }
 
 
