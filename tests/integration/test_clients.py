@@ -20,7 +20,7 @@ from clients.operator import OperatorClient
 from streams.codec import default_codec
 from streams.config import ROOT, Settings
 from streams.topics import Topics
-from tests.integration.kafka_io import produce, read_topic
+from tests.integration.kafka_io import produce, read_topic, read_topics
 
 OP = "google"
 
@@ -216,3 +216,18 @@ def test_submit_csv(stack: Settings, topics: Topics, tmp_path: Path) -> None:
     path = tmp_path / "referrals.csv"
     path.write_text(CSV)
     _check_submit(settings_for(stack, topics), topics, path, [3, 5, 6])
+
+
+def test_simulate_writes_each_reporter_to_its_own_topic(stack: Settings, topics: Topics) -> None:
+    """A short seeded run without operators: every record lands on its reporter's topic, keyed."""
+    from clients.simulate import SimConfig, simulate
+
+    settings = settings_for(stack, topics)
+    summary = simulate(settings, SimConfig(duration=3, rate=40, seed=3, crisis_size=30, operators=(), topics=topics))
+    names = [topics.reports(r) for r in ("pharos", "eu-iru", "ctiru", "tj-paris", "pointdecontact")]
+    got = read_topics(settings, names)
+    for reporter in summary.sent:
+        records = [m.decode() for m in got[topics.reports(reporter)] if m.value[:2] == b"\xc3\x01" and m.key]
+        assert sum(1 for r in records if r["reporter_id"] == reporter) >= summary.sent[reporter]
+    total = sum(len(v) for v in got.values())
+    assert total == sum(summary.sent.values()) + sum(summary.malformed.values()) and summary.crisis >= 30
