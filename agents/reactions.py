@@ -69,7 +69,8 @@ class Reactor:
         idx = self.index[partition]
         for kind, done, deadline in (("ACK", r["acked_at"], r["ack_deadline"]),
                                      ("DECISION", r["decided_at"], r["decision_deadline"])):
-            if done is None and kind not in state["alerts"]:
+            # a late act still owes its alert (the deadline was missed): keep it indexed
+            if kind not in state["alerts"] and (done is None or done > deadline):
                 idx.add(r["referral_id"], kind, deadline)
             else:
                 idx.remove(r["referral_id"], kind)
@@ -92,8 +93,8 @@ class Reactor:
         value = self.pipe.codec.encode("Reaction", new)
         await self.pipe.send(self.pipe.names.reactions, key, value)
         self.pipe.counters["reactions"] += 1
+        await self.pipe.send(self.pipe.names.window_input, f"{new['operator_id']}|{new['priority']}".encode(), value)
         if new["decided_at"] is not None:
-            await self.pipe.send(self.pipe.names.window_input, f"{new['operator_id']}|{new['priority']}".encode(), value)
             decided = {"dedup_key": state["k"], "referral_id": new["referral_id"], "decided_at": new["decided_at"]}
             await self.pipe.send(self.pipe.names.dedup_items, state["k"].encode(),
                                  self.pipe.codec.encode("ItemDecided", decided))

@@ -73,7 +73,7 @@ class Codec:
                 raise ValueError(f"{path}: record name {raw.get('name')!r} must equal the file name")
             fp = crc64_fingerprint(raw)
             header = MAGIC + struct.pack("<Q", fp)
-            parsed = fastavro.parse_schema(_strip_logical(raw), _write_hint=False)
+            parsed = fastavro.parse_schema(_strip_logical(raw))
             schema = Schema(path.stem, raw, parsed, fp, header)
             self.by_name[schema.name] = schema
             self.by_fingerprint[header[2:]] = schema

@@ -22,6 +22,10 @@ DEFAULT_PORTS = {
 }
 
 
+# fields whose variable is not simply the upper-cased field name
+ALIASES = {"policy_path": "POLICY", "reporters_path": "REPORTERS", "operators_path": "OPERATORS"}
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(PREFIX + name.upper(), default)
 
@@ -58,7 +62,7 @@ class Settings:
             recorded = json.loads(ports_file.read_text())
         values: dict[str, object] = {"home": home, "worker_dir": home / "worker"}
         for f in fields(cls):
-            raw = os.environ.get(PREFIX + f.name.upper())
+            raw = os.environ.get(PREFIX + ALIASES.get(f.name, f.name.upper()))
             if raw is None:
                 if f.name in recorded:
                     values[f.name] = int(recorded[f.name])

@@ -18,7 +18,17 @@ from streams.codec import default_codec
 from streams.config import ROOT, Settings
 
 
+_producers: dict[str, Producer] = {}
+
+
 def producer(settings: Settings) -> Producer:
+    """One idempotent producer per broker for the whole test session (starting one costs seconds)."""
+    if settings.bootstrap not in _producers:
+        _producers[settings.bootstrap] = _new_producer(settings)
+    return _producers[settings.bootstrap]
+
+
+def _new_producer(settings: Settings) -> Producer:
     return Producer(settings.confluent(**{"partitioner": "murmur2_random", "enable.idempotence": True,
                                           "linger.ms": 5}))
 
