@@ -120,6 +120,7 @@ class LaneGate:
         self._apply(self._first_backlog(range(self.lanes), fresh=False), force=True)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Forget revoked partitions: another consumer of the group owns them now."""
         for tp in partitions:
             key = (tp.topic, tp.partition)
             for table in (self.tps, self.pos, self.hwm, self.rewound, self.watermarks.values):
@@ -143,6 +144,7 @@ class LaneGate:
         self.watermarks.tick([k for k in self.tps if self.rank[k[0]] < self.active - 1])
 
     def lane_backlog(self, lane: int, fresh: bool = False) -> int:
+        """Messages waiting in one lane's assigned partitions."""
         return sum(self.backlog(k, fresh) for k in self._of_lane(lane))
 
     def _first_backlog(self, lanes: range, fresh: bool) -> int | None:
@@ -174,6 +176,7 @@ class LaneGate:
         return True
 
     def handled(self, key: Key, offset: int) -> None:
+        """The message was processed: the next one of its partition may go."""
         self.pos[key] = offset + 1
 
     def end_of_partition(self, key: Key, offset: int) -> None:

@@ -209,20 +209,25 @@ class OperatorClient:
             self._failed.append(f"{msg.key()!r}: {err.str()}")
 
     def acknowledge(self, referral_id: str, ref: str | None = None) -> OperatorDecision:
+        """Acknowledged (not final): it meets the acknowledgement deadline, not the decision's."""
         return self.decide(referral_id, "ACKNOWLEDGED", None, ref)
 
     def remove(self, referral_id: str, ref: str | None = None, reason: str | None = None) -> OperatorDecision:
+        """Removed: a final decision."""
         return self.decide(referral_id, "REMOVED", reason, ref)
 
     def disable(self, referral_id: str, ref: str | None = None, reason: str | None = None) -> OperatorDecision:
+        """Access disabled (e.g. geo-blocked in the requesting state): a final decision."""
         return self.decide(referral_id, "DISABLED", reason, ref)
 
     def refuse(self, referral_id: str, reason: str, ref: str | None = None) -> OperatorDecision:
+        """Refused, with the reason the reporter needs to contest it: a final decision."""
         if not reason or not reason.strip():
             raise DecisionError("a refusal needs a reason")
         return self.decide(referral_id, "REFUSED", reason, ref)
 
     def already_unavailable(self, referral_id: str, ref: str | None = None) -> OperatorDecision:
+        """The content was gone already: a final decision."""
         return self.decide(referral_id, "ALREADY_UNAVAILABLE", None, ref)
 
     def flush_decisions(self, timeout: float = 30.0) -> None:

@@ -29,6 +29,7 @@ COLOURS = {"CRITICAL": "bold red", "HIGH": "yellow", "STANDARD": "cyan"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `signalement operator` (registered by streams.cli)."""
     parser.add_argument("--id", required=True, help="your operator id (you read operator.<id>.*)")
     parser.add_argument("--export", type=Path, help="append each referral to this JSON Lines file")
     parser.add_argument("--max", type=int, help="stop after this many referrals")
@@ -47,6 +48,7 @@ def time_left(deadline_ms: int, now: int) -> str:
 
 
 def format_seconds(seconds: int) -> str:
+    """'1d 2h', '3m 5s': the two largest units are enough to judge urgency."""
     days, rest = divmod(seconds, 86_400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
@@ -83,6 +85,7 @@ class Printer:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Consume until stopped; exit code 0, or 1 when a decision could not be published."""
     settings = Settings.from_env()
     client = OperatorClient(settings, args.id, None, group_id=args.group)
     export = args.export.open("a", encoding="utf-8") if args.export else None

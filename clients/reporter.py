@@ -39,6 +39,7 @@ class DeliverySummary:
 
     @property
     def ok(self) -> bool:
+        """Every referral queued so far was confirmed by the broker."""
         return not self.failed and not self.pending
 
 
@@ -109,6 +110,7 @@ class Reporter:
         self._producer.poll(timeout)
 
     def close(self, timeout: float = 30.0) -> DeliverySummary:
+        """Flush before the process ends, so nothing queued is lost silently."""
         return self.flush(timeout)
 
     def __enter__(self) -> Reporter:

@@ -80,6 +80,7 @@ def pick(rng: random.Random, weights: dict[str, float]) -> str:
 
 
 def token(rng: random.Random, n: int, alphabet: str = ALNUM) -> str:
+    """A random string: ids and codes in the generated URLs."""
     return "".join(rng.choice(alphabet) for _ in range(n))
 
 
@@ -125,6 +126,7 @@ def referral(rng: random.Random, reporter_id: str, hosts: Sequence[str], now_ms:
 
 
 def pick_reporter(rng: random.Random, reporters: Sequence[str]) -> str:
+    """A reporter drawn by its share of the traffic (an unknown one gets a small share)."""
     return pick(rng, {r: REPORTERS.get(r, GENERIC_REPORTER).weight for r in reporters})
 
 

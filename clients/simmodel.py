@@ -50,6 +50,7 @@ GENERIC_OPERATOR = OperatorProfile({"CRITICAL": 30 * MIN, "HIGH": 6 * HOUR, "STA
 
 
 def profile_of(operator_id: str) -> OperatorProfile:
+    """The operator's profile, or a generic one for an operator added to the registry later."""
     return OPERATORS.get(operator_id, GENERIC_OPERATOR)
 
 
@@ -69,6 +70,7 @@ class Planned:
 
 
 def final_action(rng: random.Random, profile: OperatorProfile) -> tuple[str, str | None]:
+    """The final action drawn from the profile's shares (a refusal carries a reason)."""
     draw = rng.random()
     if draw < profile.refuse:
         return "REFUSED", rng.choice(REFUSALS)
@@ -106,6 +108,7 @@ class Schedule:
         self._seq = itertools.count()
 
     def add(self, operator_id: str, planned: Planned) -> None:
+        """Schedule one decision of an operator."""
         heapq.heappush(self._heap, (planned.at_ms, next(self._seq), operator_id, planned))
 
     def due(self, now_ms: int) -> list[tuple[str, Planned]]:

@@ -108,7 +108,8 @@ class Simulation:
         next_at = start + self.arrivals.expovariate(cfg.rate)
         burst_at, burst_len = start + cfg.crisis_at * cfg.duration, cfg.crisis_span * cfg.duration
         burst: list[CrisisReport] = list(reversed(self.crisis))
-        display = Live(self.summary.table(), refresh_per_second=4) if cfg.progress else contextlib.nullcontext()
+        display = (Live(self.summary.table(), refresh_per_second=4, transient=True) if cfg.progress
+                   else contextlib.nullcontext())
         with display as live:
             try:
                 while (now := time.monotonic()) < stop:

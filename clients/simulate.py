@@ -91,6 +91,7 @@ def write_policy(source: Path, target: Path, speed: float) -> Policy:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `signalement simulate` (registered by streams.cli)."""
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of wall time (default 60)")
     parser.add_argument("--rate", type=float, default=20.0, help="referrals per second (default 20)")
     parser.add_argument("--speed", type=float, default=60.0, help="time compression of reactions (default 60)")
@@ -114,6 +115,7 @@ def _ids(text: str | None) -> tuple[str, ...] | None:
 
 
 def config_from(args: argparse.Namespace) -> SimConfig:
+    """A SimConfig from the parsed command line."""
     names = {f.name for f in fields(SimConfig)}
     values = {k: v for k, v in vars(args).items() if k in names and k not in ("operators", "reporters")}
     return SimConfig(**values, operators=_ids(args.operators), reporters=_ids(args.reporters),
@@ -121,6 +123,7 @@ def config_from(args: argparse.Namespace) -> SimConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write a scaled policy, or simulate and print the summary; 2 on a configuration error."""
     settings = Settings.from_env()
     try:
         if args.write_policy:

@@ -35,6 +35,7 @@ Row = tuple[int, dict[str, Any] | ReferralError]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `signalement submit` (registered by streams.cli)."""
     parser.add_argument("--reporter", required=True, help="your reporter id (you publish to reports.<id>)")
     parser.add_argument("file", type=Path, help="JSON Lines (.jsonl) or CSV (.csv) file, one referral per line")
     parser.add_argument("--format", choices=("jsonl", "csv"), help="override the format guessed from the extension")
@@ -95,6 +96,7 @@ class Outcome:
     reasons: Counter[str] = field(default_factory=Counter)
 
     def skip(self, line: int, exc: ReferralError) -> None:
+        """Record a bad row and print it with its line number (the first ones only)."""
         self.skipped.append((line, str(exc)))
         self.reasons[exc.field or str(exc).split(":")[0][:60]] += 1
         if len(self.skipped) <= MAX_PRINTED_ERRORS:
@@ -133,6 +135,7 @@ def _counting(lines: Iterator[str], progress: Progress, task: Any) -> Iterator[s
 
 
 def summary_table(outcome: Outcome, sent: int, failed: list[tuple[str, str]], pending: int, dry_run: bool) -> Table:
+    """The end-of-run table: what was sent, what failed and why rows were skipped."""
     table = Table(title="submit summary", show_header=True)
     table.add_column("outcome")
     table.add_column("rows", justify="right")
@@ -150,6 +153,7 @@ def summary_table(outcome: Outcome, sent: int, failed: list[tuple[str, str]], pe
 
 
 def run(args: argparse.Namespace) -> int:
+    """Validate and publish a file; exit 0 all delivered, 1 some rows not, 2 nothing tried."""
     settings = Settings.from_env()
     try:
         fmt = file_format(args.file, args.format)
