@@ -17,7 +17,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from streams.codec import default_codec
 from streams.config import ROOT, Settings
 
-
 _producers: dict[str, Producer] = {}
 
 

@@ -59,7 +59,8 @@ def test_reactions_overdue_and_windows_match_the_model(stack: Settings, topic_pr
     names = Topics(prefix=topic_prefix, partitions=stack.partitions)
     codec = default_codec()
     refs = [scenario.referral(["pharos", "eu-iru", "pointdecontact"][i % 3], OPS[i % 4][1].format(i=i),
-                              label="LABELLED" if i % 2 else "NONE", instrument="REMOVAL_ORDER" if i % 7 == 0 else "REFERRAL")
+                              label="LABELLED" if i % 2 else "NONE",
+                              instrument="REMOVAL_ORDER" if i % 7 == 0 else "REFERRAL")
             for i in range(40)]
     for r in refs:
         produce(stack, names.reports(r["reporter_id"]), [(None, codec.encode("Referral", r))])
@@ -75,13 +76,15 @@ def test_reactions_overdue_and_windows_match_the_model(stack: Settings, topic_pr
     victim = refs[1]["referral_id"]
     thief = "apple"
     unknown = str(uuid.uuid4())
-    produce(stack, names.decisions(thief), [(victim.encode(), decision(victim, thief, "REMOVED", routed[victim]["routed_at"] + 1)),
-                                            (unknown.encode(), decision(unknown, thief, "REMOVED", routed[victim]["routed_at"]))])
-    produce(stack, names.decisions("meta"), [(victim.encode(), decision(victim, "google", "REMOVED", routed[victim]["routed_at"]))])
+    t_victim = routed[victim]["routed_at"]
+    produce(stack, names.decisions(thief), [(victim.encode(), decision(victim, thief, "REMOVED", t_victim + 1)),
+                                            (unknown.encode(), decision(unknown, thief, "REMOVED", t_victim))])
+    produce(stack, names.decisions("meta"), [(victim.encode(), decision(victim, "google", "REMOVED", t_victim))])
     # a decision that overtakes its referral is held, then applied
     early = scenario.referral("pharos", "https://youtube.com/watch?v=early")
+    soon = int(time.time() * 1000) + 1500
     produce(stack, names.decisions("google"), [(early["referral_id"].encode(),
-                                                decision(early["referral_id"], "google", "REMOVED", int(time.time() * 1000) + 1500))])
+                                                decision(early["referral_id"], "google", "REMOVED", soon))])
     time.sleep(1.0)
     produce(stack, names.reports("pharos"), [(None, codec.encode("Referral", early))])
     wait_for_count(stack, names.accepted, len(refs) + 1, worker=fast_worker)
@@ -94,7 +97,6 @@ def test_reactions_overdue_and_windows_match_the_model(stack: Settings, topic_pr
     for m in out[names.accepted]:
         r = m.decode()
         routed[r["referral_id"]] = r
-    plans[early["referral_id"]] = [("REMOVED", next(iter([0])))]  # placeholder, fixed below
     early_decision = [codec.decode_any(m.value)[1] for m in out[names.reactions]
                       if m.key == early["referral_id"].encode()]
     assert early_decision and early_decision[-1]["action"] == "REMOVED"
