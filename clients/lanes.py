@@ -140,8 +140,9 @@ class LaneGate:
         return max(0, self.hwm.get(key, 0) - self.pos[key])
 
     def tick(self) -> None:
-        """Keep the higher lanes' watermarks fresh while a lower lane is being served."""
-        self.watermarks.tick([k for k in self.tps if self.rank[k[0]] < self.active - 1])
+        """Keep the higher lanes' watermarks fresh while a lower lane has a backlog (idle: nothing to ask)."""
+        served = next((lane for lane in range(self.active - 1, 0, -1) if self.lane_backlog(lane)), 0)
+        self.watermarks.tick([k for k in self.tps if self.rank[k[0]] < served])
 
     def lane_backlog(self, lane: int, fresh: bool = False) -> int:
         """Messages waiting in one lane's assigned partitions."""
