@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clickhouse_driver import Client
 
+from sinks import queries
+from sinks.clickhouse import ClickHouseSink
 from streams.codec import default_codec
-from streams.config import ROOT, Settings
+from streams.config import Settings
 from streams.topics import Topics
 from tests.integration import reaction_model as model
 from tests.integration import scenario
 from tests.integration.kafka_io import WorkerProcess, produce, read_topics, wait_for_count
+from tests.integration.test_sink import restart_clickhouse
 
 FAST_POLICY = """
 priorities:
@@ -54,8 +59,8 @@ def plan(i: int, routed: dict[str, Any]) -> list[tuple[str, int]]:
             [("DISABLED", late)]][i % 5]
 
 
-def test_reactions_overdue_and_windows_match_the_model(stack: Settings, topic_prefix: str,
-                                                       fast_worker: WorkerProcess) -> None:
+def test_reactions_overdue_and_windows_match_the_model(stack: Settings, topic_prefix: str, fast_worker: WorkerProcess,
+                                                       isolated_settings: Settings, ch_client: Client) -> None:
     names = Topics(prefix=topic_prefix, partitions=stack.partitions)
     codec = default_codec()
     refs = [scenario.referral(["pharos", "eu-iru", "pointdecontact"][i % 3], OPS[i % 4][1].format(i=i),
@@ -147,4 +152,48 @@ def test_reactions_overdue_and_windows_match_the_model(stack: Settings, topic_pr
             assert got[field] == exp[field], (key, field)
         for field in ("p50_ms", "p90_ms", "p99_ms", "ack_p90_ms"):
             assert abs(got[field] - exp[field]) <= 0.01 * exp[field] + 1, (key, field, got[field], exp[field])
-    assert ROOT  # the policy file of the repo is untouched by the test
+
+    # ClickHouse: the sink starts while ClickHouse is down for 30 s, then every row arrives once
+    db = isolated_settings.clickhouse_database
+    sink, stop = ClickHouseSink(isolated_settings, names), threading.Event()
+    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+    restart_clickhouse(stack, 30.0, thread.start)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        n = ch_client.execute(f"SELECT (SELECT count() FROM {db}.reactions FINAL), "
+                              f"(SELECT count() FROM {db}.reaction_windows FINAL), "
+                              f"(SELECT count() FROM {db}.overdue FINAL)")[0] if _exists(ch_client, db) else (0, 0, 0)
+        if n == (len(latest), len(got_w), len(want)):
+            break
+        time.sleep(1)
+    time.sleep(2)  # anything extra would show now
+    stop.set()
+    thread.join(30)
+    cols = list(next(iter(expected.values())))
+    rows = ch_client.execute(f"SELECT referral_id, {', '.join(cols)} FROM {db}.reactions FINAL")
+    assert len(rows) == len(expected)
+    for row in rows:
+        got = dict(zip(cols, row[1:], strict=True))
+        exp = {k: (int(v) if isinstance(v, bool) else v) for k, v in expected[row[0]].items()}
+        assert got == exp, row[0]
+    assert set(ch_client.execute(f"SELECT referral_id, deadline_kind FROM {db}.overdue FINAL")) == want
+    fields = ["decided", "on_time", "breached", "p50_ms", "p90_ms", "p99_ms", "max_ms", "acked", "ack_p90_ms"]
+    stored = {(r[0], r[1], r[2]): dict(zip(fields, r[3:], strict=True)) for r in ch_client.execute(
+        f"SELECT operator_id, priority, window_start, {', '.join(fields)} FROM {db}.reaction_windows FINAL")}
+    assert stored == {k: {f: got_w[k][f] for f in fields} for k in got_w}
+    # the catalogue's batch recomputation from the reactions table agrees with the stream
+    in_db = Client(host=stack.clickhouse_host, port=stack.clickhouse_tcp_port, database=db)
+    names_r, rows_r = queries.run(in_db, queries.catalogue()["windows_recomputed"], {"size_ms": SIZE, "step_ms": STEP})
+    recomputed = {(r["operator_id"], r["priority"], r["window_start"]): r
+                  for r in (dict(zip(names_r, row, strict=True)) for row in rows_r)}
+    assert set(recomputed) == set(stored)
+    for key, w in stored.items():
+        for field in ("decided", "on_time", "breached", "acked", "max_ms"):
+            assert recomputed[key][field] == w[field], (key, field)
+        for field in ("p50_ms", "p90_ms", "p99_ms", "ack_p90_ms"):
+            assert abs(recomputed[key][field] - w[field]) <= 0.01 * recomputed[key][field] + 1, (key, field)
+
+
+def _exists(client: Client, db: str) -> bool:
+    return bool(client.execute("SELECT count() FROM system.tables WHERE database = %(db)s AND name = 'overdue'",
+                               {"db": db})[0][0])
