@@ -85,6 +85,7 @@ def build_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
+        processing_guarantee=settings.guarantee,
         table_cleanup_interval=3600.0,
     )
 

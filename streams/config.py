@@ -52,6 +52,7 @@ class Settings:
     reporters_path: Path = ROOT / "config" / "reporters.yaml"
     operators_path: Path = ROOT / "config" / "operators.yaml"
     log_level: str = "INFO"
+    guarantee: str = "at_least_once"  # exactly_once: Faust transactions (fenced after restarts: not yet usable)
 
     @classmethod
     def from_env(cls) -> Settings:
