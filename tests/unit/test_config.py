@@ -58,7 +58,7 @@ def test_env_beats_ports_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_env_bootstrap_and_types(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SIGNALEMENT_BOOTSTRAP", "10.0.0.1:9092")
     monkeypatch.setenv("SIGNALEMENT_PARTITIONS", "8")
-    monkeypatch.setenv("SIGNALEMENT_POLICY_PATH", str(tmp_path / "p.yaml"))
+    monkeypatch.setenv("SIGNALEMENT_POLICY", str(tmp_path / "p.yaml"))
     s = Settings.from_env()
     assert s.bootstrap == "10.0.0.1:9092" and s.kafka_url == "kafka://10.0.0.1:9092"
     assert s.partitions == 8 and s.policy_path == tmp_path / "p.yaml"
