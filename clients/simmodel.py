@@ -123,9 +123,10 @@ class Schedule:
         return len(self._heap)
 
 
-# policy keys that are durations of the domain (scaled) and operating intervals (scaled, with a floor)
-SCALED = {("dedup", "horizon"), ("decisions", "unknown_grace"), ("windows", "grace")}
-FLOORED = {("windows", "emit_interval"): 250, ("overdue", "check_interval"): 250}
+# policy keys that are durations of the domain (scaled), and tolerances or intervals of the machinery
+# (scaled, but never below a floor: a decision may overtake its referral by the pipeline's lag, whatever the speed)
+SCALED = {("dedup", "horizon"), ("windows", "grace")}
+FLOORED = {("windows", "emit_interval"): 250, ("overdue", "check_interval"): 250, ("decisions", "unknown_grace"): 30_000}
 
 
 def _ms(value: Any) -> str:

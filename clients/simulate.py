@@ -7,7 +7,7 @@ pipeline worker must be running. Its deadlines come from the policy file, in rea
 compressed demo, write a policy scaled by the same speed and give it to the worker:
 
     signalement simulate --write-policy /tmp/policy-x60.yaml --speed 60
-    SIGNALEMENT_POLICY_PATH=/tmp/policy-x60.yaml signalement worker &
+    SIGNALEMENT_POLICY=/tmp/policy-x60.yaml signalement worker &
     signalement simulate --speed 60 --duration 120 --rate 20 --seed 7
 
 Python: `simulate(settings, SimConfig(duration=30, rate=50, seed=1)) -> SimSummary`.
@@ -85,7 +85,7 @@ def write_policy(source: Path, target: Path, speed: float) -> Policy:
     doc = yaml.safe_load(source.read_text())
     scaled = scale_policy(doc, speed)
     header = (f"# {source.name} with every duration divided by {speed:g} (signalement simulate --speed {speed:g}).\n"
-              f"# Use it with SIGNALEMENT_POLICY_PATH={target} signalement worker\n")
+              f"# Use it with SIGNALEMENT_POLICY={target} signalement worker\n")
     target.write_text(header + yaml.safe_dump(scaled, sort_keys=False))
     return Policy.load(target)
 
@@ -130,13 +130,13 @@ def run(args: argparse.Namespace) -> int:
             policy = write_policy(settings.policy_path, args.write_policy, args.speed)
             critical = policy.deadlines["CRITICAL"]
             console.print(f"wrote {args.write_policy}: CRITICAL ack {critical.ack_ms} ms, decide {critical.decide_ms} ms"
-                          f"\nrun the worker with: SIGNALEMENT_POLICY_PATH={args.write_policy} signalement worker")
+                          f"\nrun the worker with: SIGNALEMENT_POLICY={args.write_policy} signalement worker")
             return 0
         config = config_from(args)
         if config.speed != 1:
             console.print(f"[dim]reactions are compressed {config.speed:g}x; the worker's deadlines should be too: "
                           f"`signalement simulate --write-policy PATH --speed {config.speed:g}`, then "
-                          "SIGNALEMENT_POLICY_PATH=PATH signalement worker[/dim]")
+                          "SIGNALEMENT_POLICY=PATH signalement worker[/dim]")
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         started = time.monotonic()
         summary = simulate(settings, config)
