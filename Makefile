@@ -47,7 +47,7 @@ test: lint typecheck stack-up
 	$(BIN)/pytest -q tests
 
 demo: stack-up
-	$(BIN)/python -m bench.demo
+	$(BIN)/python -m streams.demo
 
 bench: stack-up
 	$(BIN)/python -m bench all
