@@ -62,7 +62,8 @@ def trend_chart(client: Any, cat: dict[str, queries.Query], priority: str, since
 def compliance_chart(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
     recs = [dict(zip(columns, r, strict=True)) for r in rows]
     groups = sorted({r["operator_id"] for r in recs})
-    values = {(r["operator_id"], r["priority"]): float(r["compliance"]) for r in recs}
+    # compliance is NULL while nothing is due yet: no bar rather than a zero
+    values = {(r["operator_id"], r["priority"]): float(r["compliance"]) for r in recs if r["compliance"] is not None}
     return charts.bar_chart("Compliance (decided on time / due) per operator and priority", groups,
                             [p for p in PRIORITIES if any(k[1] == p for k in values)], values)
 

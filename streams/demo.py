@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=120.0, help="wall seconds of referrals (120)")
     parser.add_argument("--rate", type=float, default=25.0, help="referrals per second (25)")
     parser.add_argument("--speed", type=float, default=60.0, help="time compression (60: 1 h in 1 min)")
-    parser.add_argument("--seed", type=int, default=2015)
+    parser.add_argument("--seed", type=int, default=None, help="default: a new one per run (replays route nothing)")
     args = parser.parse_args(argv)
     began = time.monotonic()
     settings = ensure_up(Settings.from_env())
@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_log(demo / "worker.log", "Worker ready", 120, worker)
         hours = args.duration * args.speed / 3600
         console.print(f"[bold]simulating[/] {args.duration:.0f}s at x{args.speed:g} (~{hours:.1f} h of activity)")
+        seed = args.seed if args.seed is not None else int(time.time())
+        console.print(f"seed {seed} (rerun with --seed {seed} for the same referrals)")
         summary = simulate(settings, SimConfig(duration=args.duration, rate=args.rate, speed=args.speed,
-                                               seed=args.seed, progress=True, drain=15.0))
+                                               seed=seed, progress=True, drain=15.0))
         console.print(f"sent {sum(summary.sent.values())} referrals; waiting for the sink to catch up...")
         rows = wait_for_sink(settings)
         console.print(f"reactions in ClickHouse: {rows}")

@@ -32,9 +32,13 @@ def _new_producer(settings: Settings) -> Producer:
                                           "linger.ms": 5}))
 
 
-def produce(settings: Settings, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:
+def produce(settings: Settings, topic: str, items: Iterable[tuple[bytes | None, bytes]],
+            compression: str | None = None) -> int:
     """Send (key, value) pairs to one topic and wait for every delivery."""
-    p, errors, n = producer(settings), [], 0
+    p = producer(settings) if compression is None else Producer(settings.confluent(**{
+        "partitioner": "murmur2_random", "compression.type": compression}))
+    errors: list[object] = []
+    n = 0
     for key, value in items:
         p.produce(topic, value=value, key=key, on_delivery=lambda err, _m: err and errors.append(err))
         n += 1

@@ -104,10 +104,11 @@ def test_escalation_once_and_restart_keeps_dedup_state(stack: Settings, topic_pr
     codec = default_codec()
     url = "https://www.youtube.com/watch?v=escalate-me"
     first = scenario.referral("pointdecontact", url)  # STANDARD
-    produce(stack, names.reports("pointdecontact"), [(None, codec.encode("Referral", first))])
+    # reporters may compress: every codec Kafka knows must reach the pipeline
+    produce(stack, names.reports("pointdecontact"), [(None, codec.encode("Referral", first))], compression="snappy")
     wait_for_count(stack, names.lane("google", "STANDARD"), 1, worker=worker)
     labelled = scenario.referral("pharos", url + "&utm_campaign=a", label="LABELLED")  # HIGH: escalates
-    produce(stack, names.reports("pharos"), [(None, codec.encode("Referral", labelled))])
+    produce(stack, names.reports("pharos"), [(None, codec.encode("Referral", labelled))], compression="lz4")
     high = wait_for_count(stack, names.lane("google", "HIGH"), 1, worker=worker)
     r = high[0].decode()
     assert (r["referral_id"], r["priority"], r["escalated"], r["co_reporters"]) == (
@@ -116,7 +117,7 @@ def test_escalation_once_and_restart_keeps_dedup_state(stack: Settings, topic_pr
     worker.stop()  # a restart must keep the dedup table (RocksDB + changelog)
     worker.start()
     order = scenario.referral("tj-paris", "http://m.youtube.com/watch?v=escalate-me", instrument="REMOVAL_ORDER")
-    produce(stack, names.reports("tj-paris"), [(None, codec.encode("Referral", order))])
+    produce(stack, names.reports("tj-paris"), [(None, codec.encode("Referral", order))], compression="zstd")
     dups = wait_for_count(stack, names.duplicates, 2, worker=worker)
     by_id = {m.decode()["referral_id"]: m.decode() for m in dups}
     assert by_id[labelled["referral_id"]]["escalated"] is True
