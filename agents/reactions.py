@@ -27,6 +27,8 @@ from streams.records import OperatorDecision, Reaction, RoutedReferral
 
 log = logging.getLogger("signalement.reactions")
 HELD = "HELD"  # index kind for a decision waiting for its referral
+MAX_HELD = 16  # decisions held per unknown referral; more are rejected at once (UNKNOWN_REFERRAL)
+MAX_HELD_KEY = 256  # bytes of message key a held decision may carry (a referral_id is 36)
 
 
 class Reactor:
@@ -62,7 +64,10 @@ class Reactor:
             del self.pending[key]
             self.index[msg.partition].remove(key.decode(), HELD)
             for h in json.loads(held)["held"]:
-                await self.on_decision(_message(h), held_since=h["at"])
+                try:
+                    await self.on_decision(_message(h), held_since=h["at"])
+                except RejectedError as exc:  # e.g. NOT_YOUR_REFERRAL: the decision's fault, not the referral's
+                    await self.pipe.reject(_message(h), exc.code, exc.message)
 
     def _index(self, partition: int, state: dict[str, Any]) -> None:
         r: Reaction = state["r"]
@@ -102,6 +107,13 @@ class Reactor:
     def _hold(self, msg: Any, key: bytes, held_since: int | None) -> None:
         raw = self.pending.get(key)
         held = json.loads(raw) if raw is not None else {"p": msg.partition, "held": []}
+        # a flood about one unknown referral, or a huge key, must not grow a table value without bound
+        if len(held["held"]) >= MAX_HELD:
+            raise RejectedError(f"no referral {key.decode()!r} is known and {MAX_HELD} decisions about it already wait",
+                                "UNKNOWN_REFERRAL")
+        if len(msg.key or b"") > MAX_HELD_KEY:
+            raise RejectedError(f"no referral {key.decode()!r} is known; a decision keyed with {len(msg.key)} bytes "
+                                "is not held", "UNKNOWN_REFERRAL")
         at = held_since if held_since is not None else now_ms()
         held["held"].append({"t": msg.topic, "pt": msg.partition, "o": msg.offset, "at": at,
                              "k": _b64(msg.key), "v": _b64(msg.value)})

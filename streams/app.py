@@ -19,7 +19,7 @@ from streams.config import Settings
 from streams.policy import Policy
 from streams.records import Rejection
 from streams.registry import Registry
-from streams.topics import Topics
+from streams.topics import REJECTED_MAX_BYTES, Topics
 
 log = logging.getLogger("signalement")
 
@@ -87,6 +87,7 @@ def build_app(settings: Settings) -> faust.App:
         web_enabled=False,
         processing_guarantee=settings.guarantee,
         table_cleanup_interval=3600.0,
+        producer_max_request_size=REJECTED_MAX_BYTES,  # a dead letter carries a whole refused record
     )
 
 

@@ -3,6 +3,13 @@
 Schemas are parsed once. Times travel as ints (ms since the epoch): logical types are
 stripped from the parsed copy used for reading and writing, which leaves the bytes
 unchanged (the Parsing Canonical Form and the fingerprint ignore logicalType).
+
+Records written outside the pipeline (`EXTERNAL`: referrals, decisions) must also be in Avro's
+canonical binary form: they are re-encoded after decoding and compared byte for byte (about
+10 us a record). fastavro alone accepts a negative enum or union index (Python's list[-1]: enum
+index -1 reads as the last symbol) and any non-zero boolean byte as true; such bytes are no
+valid Avro, and a reader in another language would see something else, so they are BAD_AVRO.
+Every Avro library writes the canonical form (minimal varints, an array in one block).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from streams.errors import BadAvroError, SchemaUnknownError
 
 MAGIC = b"\xc3\x01"
+EXTERNAL = frozenset({"Referral", "OperatorDecision"})  # written by reporters and operators
 HEADER_SIZE = 10
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -64,7 +72,8 @@ def crc64_fingerprint(schema: dict[str, Any]) -> int:
 class Codec:
     """Encodes by record name; decodes by looking the fingerprint up in the catalogue."""
 
-    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+    def __init__(self, schema_dir: Path = SCHEMA_DIR, strict: frozenset[str] = EXTERNAL) -> None:
+        self.strict = strict
         self.by_name: dict[str, Schema] = {}
         self.by_fingerprint: dict[bytes, Schema] = {}
         for path in sorted(schema_dir.glob("*.avsc")):
@@ -102,6 +111,8 @@ class Codec:
             raise BadAvroError(f"cannot decode {schema.name}: {type(exc).__name__}: {exc}") from exc
         if buf.tell() != len(data):
             raise BadAvroError(f"{len(data) - buf.tell()} trailing bytes after the {schema.name} body")
+        if schema.name in self.strict:
+            _check_canonical(schema, record, data)
         return schema.name, record  # type: ignore[return-value]
 
     def decode(self, data: bytes | None, expected: str) -> Record:
@@ -110,6 +121,19 @@ class Codec:
         if name != expected:
             raise SchemaUnknownError(f"expected a {expected}, got a {name}")
         return record
+
+
+def _check_canonical(schema: Schema, record: Any, data: bytes) -> None:
+    """Raise BadAvroError unless data is exactly how Avro encodes the record it decoded to."""
+    try:
+        again = schema.encode(record)
+    except Exception as exc:  # e.g. a long outside 64 bits read from an over-long varint
+        raise BadAvroError(f"{schema.name} does not re-encode: {type(exc).__name__}: {exc}") from exc
+    if again != data:
+        at = next((i for i, (a, b) in enumerate(zip(again, data, strict=False)) if a != b), min(len(again), len(data)))
+        raise BadAvroError(f"{schema.name} is not in Avro's canonical binary form (first difference at byte {at}): "
+                           "a negative or out-of-range enum or union index, a boolean byte other than 0 or 1, "
+                           "or an over-long varint")
 
 
 @lru_cache(maxsize=1)

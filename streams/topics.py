@@ -14,6 +14,11 @@ from streams.registry import Registry
 DAY_MS = 86_400_000
 LANES = ("critical", "high", "standard")
 LANE_OF_PRIORITY = {"CRITICAL": "critical", "HIGH": "high", "STANDARD": "standard"}
+# Record size limits (max.message.bytes). The broker refuses a bigger record on a topic written from
+# outside (reports, decisions); the dead letter of the biggest one (its key and value plus < 10 KiB)
+# must still fit on referrals.rejected, and in the worker's producer requests (streams.app).
+EXTERNAL_MAX_BYTES = 1_048_576
+REJECTED_MAX_BYTES = 4 * EXTERNAL_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -27,9 +32,13 @@ class TopicSpec:
     retention_ms: int = 30 * DAY_MS
     cleanup_policy: str = "delete"
     description: str = ""
+    max_message_bytes: int | None = None  # None: the broker's default
 
     def config(self) -> dict[str, str]:
-        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+        conf = {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+        if self.max_message_bytes is not None:
+            conf["max.message.bytes"] = str(self.max_message_bytes)
+        return conf
 
 
 @dataclass(frozen=True)
@@ -108,11 +117,13 @@ class Topics:
 
     def catalogue(self, registry: Registry) -> list[TopicSpec]:
         """Every topic of the contract for this registry, in a stable order."""
-        specs = [self._spec(self.reports(r), "Referral", f"referrals from {r}") for r in sorted(registry.reporters)]
+        specs = [self._spec(self.reports(r), "Referral", f"referrals from {r}", max_message_bytes=EXTERNAL_MAX_BYTES)
+                 for r in sorted(registry.reporters)]
         specs += [
             self._spec(self.accepted, "RoutedReferral", "every routed referral, latest version wins"),
             self._spec(self.duplicates, "DuplicateReferral", "referrals of an item already routed"),
-            self._spec(self.rejected, "Rejection", "dead letters with the original bytes", retention_ms=90 * DAY_MS),
+            self._spec(self.rejected, "Rejection", "dead letters with the original bytes", retention_ms=90 * DAY_MS,
+                       max_message_bytes=REJECTED_MAX_BYTES),
             self._spec(self.unroutable, "RoutedReferral", "referrals whose host no operator answers for"),
             self._spec(self.overdue, "OverdueAlert", "deadline breaches as they happen"),
             self._spec(self.reactions, "Reaction", "reaction of an operator to a referral"),
@@ -124,5 +135,6 @@ class Topics:
         for op in sorted(registry.operators):
             specs += [self._spec(self.lane(op, p), "RoutedReferral", f"{op}'s {p.lower()} lane")
                       for p in LANE_OF_PRIORITY]
-            specs.append(self._spec(self.decisions(op), "OperatorDecision", f"decisions published by {op}"))
+            specs.append(self._spec(self.decisions(op), "OperatorDecision", f"decisions published by {op}",
+                                    max_message_bytes=EXTERNAL_MAX_BYTES))
         return specs

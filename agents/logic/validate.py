@@ -7,19 +7,21 @@ import re
 from streams.errors import InvalidFieldError, RejectedError
 from streams.records import OperatorDecision, Referral
 
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
-LANGUAGE_RE = re.compile(r"^[a-z]{2}$")
-HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-CONTROL_BUT_LINES_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+COUNTRY_RE = re.compile(r"[A-Z]{2}")
+LANGUAGE_RE = re.compile(r"[a-z]{2}")
+HEX_RE = re.compile(r"[0-9a-fA-F]+")
+# Unicode category Cc (C0, DEL, C1) and the line/paragraph separators; multi-line fields keep \t \n \r.
+# (Patterns are used with fullmatch, never match + $: `$` also matches before a final newline.)
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_BUT_LINES_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 HASH_LEN = {"MD5": 32, "SHA256": 64, "PDQ": 64}
 MIN_TIME_MS = 946_684_800_000  # 2000-01-01: no referral predates the TCO/LCEN era
 MAX_SKEW_MS = 5 * 60_000  # a reporter's clock may run this far ahead of ours
 
 # field -> max characters (also stated in the schemas' docs)
 LIMITS = {"referral_id": 36, "reporter_id": 64, "external_ref": 256, "operator_id": 64, "legal_basis": 1024,
-          "reasons": 8192, "reason": 8192, "operator_ref": 256}
+          "reasons": 8192, "reason": 8192, "operator_ref": 256, "url": 4096, "jurisdiction": 2, "language": 2}
 MULTILINE = {"reasons", "reason", "legal_basis"}
 MAX_HASHES = 32
 
@@ -48,11 +50,13 @@ def check_referral(ref: Referral, topic_reporter: str, now_ms: int) -> None:
         raise RejectedError(f"reporter_id {ref['reporter_id'][:64]!r} published on the topic of {topic_reporter!r}",
                             "IDENTITY_MISMATCH")
     _strings(ref, ("referral_id", "reporter_id", "external_ref", "operator_id", "legal_basis", "reasons"))  # type: ignore[arg-type]
-    if not UUID_RE.match(ref["referral_id"]):
+    if not UUID_RE.fullmatch(ref["referral_id"]):
         raise InvalidFieldError(f"referral_id: {ref['referral_id']!r} is not a UUID")
-    if not COUNTRY_RE.match(ref["jurisdiction"]):
+    if len(ref["url"]) > LIMITS["url"]:  # the URL's shape is checked by normalize(), after this
+        raise InvalidFieldError(f"url: {len(ref['url'])} characters, at most {LIMITS['url']}")
+    if not COUNTRY_RE.fullmatch(ref["jurisdiction"]):
         raise InvalidFieldError(f"jurisdiction: {ref['jurisdiction'][:8]!r} is not an ISO 3166-1 alpha-2 code")
-    if ref["language"] is not None and not LANGUAGE_RE.match(ref["language"]):
+    if ref["language"] is not None and not LANGUAGE_RE.fullmatch(ref["language"]):
         raise InvalidFieldError(f"language: {ref['language'][:8]!r} is not an ISO 639-1 code")
     if not ref["legal_basis"].strip():
         raise InvalidFieldError("legal_basis: empty")
@@ -60,7 +64,7 @@ def check_referral(ref: Referral, topic_reporter: str, now_ms: int) -> None:
         raise InvalidFieldError(f"content_hashes: {len(ref['content_hashes'])} hashes, at most {MAX_HASHES}")
     for h in ref["content_hashes"]:
         value = h["value"]
-        if len(value) != HASH_LEN[h["algo"]] or not HEX_RE.match(value):
+        if len(value) != HASH_LEN[h["algo"]] or not HEX_RE.fullmatch(value):
             raise InvalidFieldError(f"content_hashes: {h['algo']} value must be {HASH_LEN[h['algo']]} hex digits")
     check_time("reported_at", ref["reported_at"], now_ms)
 
@@ -71,6 +75,6 @@ def check_decision(decision: OperatorDecision, topic_operator: str, now_ms: int)
         raise RejectedError(f"operator_id {decision['operator_id'][:64]!r} published on the topic of "
                             f"{topic_operator!r}", "IDENTITY_MISMATCH")
     _strings(decision, ("referral_id", "operator_id", "reason", "operator_ref"))  # type: ignore[arg-type]
-    if not UUID_RE.match(decision["referral_id"]):
+    if not UUID_RE.fullmatch(decision["referral_id"]):
         raise InvalidFieldError(f"referral_id: {decision['referral_id']!r} is not a UUID")
     check_time("acted_at", decision["acted_at"], now_ms)
