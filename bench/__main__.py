@@ -1,0 +1,72 @@
+"""`python -m bench <name> [options]` or `python -m bench all`: run benchmarks, print tables, write JSON.
+
+    python -m bench ceilings --n 200000
+    python -m bench throughput --workers 1
+    python -m bench all            # every benchmark with its default (time-bounded) parameters
+
+Results go to bench/results/<name>.json; docs/benchmarks.md explains the method and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from bench.common import console, save, show, stack_settings
+
+# name -> (module, what it measures); `all` runs them in this order (ceilings first: the others use them)
+BENCHMARKS = {
+    "ceilings": ("bench.ceilings", "raw confluent-kafka and Faust pass-through on the same payloads"),
+    "throughput": ("bench.throughput", "the whole worker + sink draining the realistic mix, 1 and 2 workers"),
+    "latency": ("bench.latency", "reported_at -> lane at 10/50/80 % load; critical under a standard backlog"),
+    "crisis": ("bench.crisis", "a burst of 90 % duplicates: time to drain, peak RSS, nothing lost"),
+    "state": ("bench.state", "the dedup table on RocksDB at scale: RSS, disk, lookups/s, reopen time"),
+    "analytics": ("bench.analytics", "sink rows/s; catalogue query latency over millions of reactions"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="name", required=True)
+    for name, (module, help_text) in BENCHMARKS.items():
+        importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text))
+    sub.add_parser("all", help="every benchmark, defaults, in order")
+    return parser
+
+
+def run_one(name: str, args: argparse.Namespace) -> bool:
+    module = importlib.import_module(BENCHMARKS[name][0])
+    console.rule(f"[bold]{name}[/]: {BENCHMARKS[name][1]}")
+    started = time.monotonic()
+    try:
+        result = module.run(args)
+    except Exception as exc:
+        console.print_exception()
+        console.print(f"[red]{name} failed: {type(exc).__name__}: {exc}[/]")
+        return False
+    show(result)
+    path = save(result, stack_settings())
+    console.print(f"  {name}: {time.monotonic() - started:.0f} s, written to {path}")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.name != "all":
+        return 0 if run_one(args.name, args) else 1
+    started, failed = time.monotonic(), []
+    for name in BENCHMARKS:
+        defaults = build_parser().parse_args([name])
+        if not run_one(name, defaults):
+            failed.append(name)
+    console.rule(f"all benchmarks in {(time.monotonic() - started) / 60:.1f} min"
+                 + (f"; [red]failed: {', '.join(failed)}[/]" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

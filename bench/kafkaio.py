@@ -1,0 +1,170 @@
+"""Kafka I/O of the benchmarks: preload, watermarks, group lag, and a tally of what came out.
+
+The tally reads output topics from the beginning with `read_committed` (so transactional output
+counts only once committed), keeps per topic the count, the first and last message timestamps
+(set by the worker's producer when it sent the record) and, for lanes, the distinct keys (the
+referral_id): an escalation re-issues a key in a second lane, so distinct keys count items.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+
+from bench.load import Record
+from clients.kafka import producer_config
+from streams.config import Settings
+from streams.topics import Topics
+
+
+def fast_producer(settings: Settings, **extra: object) -> Producer:
+    """The project's producer settings (idempotent, acks=all, murmur2, no compression), larger batches."""
+    conf = producer_config(settings, **{"linger.ms": 20, "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
+                                        "queue.buffering.max.kbytes": 1_048_576})
+    conf.update(extra)
+    return Producer(conf)
+
+
+def produce(producer: Producer, topic: str, key: bytes | None, value: bytes | None,
+            on_delivery: Callable[..., None] | None = None) -> None:
+    while True:
+        try:
+            if on_delivery is None:
+                producer.produce(topic, value, key)
+            else:
+                producer.produce(topic, value, key, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def preload(settings: Settings, names: Topics, records: Iterable[Record]) -> dict[str, int]:
+    """Send every record to reports.<reporter>; wait for all deliveries. Returns counts by kind."""
+    p = fast_producer(settings)
+    counts: dict[str, int] = {}
+    errors: list[str] = []
+
+    def failed(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    for n, rec in enumerate(records):
+        produce(p, names.reports(rec.reporter), rec.key, rec.value, failed)
+        counts[rec.kind] = counts.get(rec.kind, 0) + 1
+        if n % 1000 == 0:
+            p.poll(0)
+    if p.flush(120) or errors:
+        raise RuntimeError(f"preload failed: {len(errors)} errors, e.g. {errors[:3]}")
+    return counts
+
+
+def consumer(settings: Settings, **extra: object) -> Consumer:
+    conf = settings.confluent(**{"group.id": f"bench-reader-{time.time_ns()}", "enable.auto.commit": False,
+                                 "isolation.level": "read_committed", "fetch.wait.max.ms": 10,
+                                 "enable.partition.eof": False, "log_level": 0})
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def partitions(c: Consumer, topics: Iterable[str]) -> list[TopicPartition]:
+    out = []
+    for topic in topics:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        out += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+    return out
+
+
+def end_offsets(c: Consumer, parts: list[TopicPartition]) -> dict[tuple[str, int], int]:
+    """High watermarks (transaction markers included)."""
+    return {(tp.topic, tp.partition): c.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in parts}
+
+
+def group_lag(c: Consumer, group: str, parts: list[TopicPartition], settings: Settings) -> int:
+    """Messages (and markers) of parts not yet committed by consumer group `group`."""
+    g = Consumer(settings.confluent(**{"group.id": group, "enable.auto.commit": False, "log_level": 0}))
+    try:
+        committed = g.committed([TopicPartition(tp.topic, tp.partition) for tp in parts], timeout=10)
+    except KafkaException:
+        return -1
+    finally:
+        g.close()
+    ends = end_offsets(c, parts)
+    return sum(max(0, ends[(tp.topic, tp.partition)] - max(tp.offset, 0)) for tp in committed)
+
+
+@dataclass
+class TopicTally:
+    count: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    last_seen: float = 0.0  # monotonic time this reader last got a message of the topic
+
+
+@dataclass
+class Tally:
+    """Reads output topics from the beginning, incrementally (call `poll` until satisfied)."""
+
+    settings: Settings
+    topics: list[str]
+    keyed: set[str] = field(default_factory=set)  # topics whose distinct keys are kept
+    on_message: Callable[[str, bytes | None, int, float], None] | None = None  # (topic, key, ts_ms, received)
+
+    def __post_init__(self) -> None:
+        self.c = consumer(self.settings)
+        self.parts = partitions(self.c, self.topics)
+        self.c.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in self.parts])
+        self.by_topic = {t: TopicTally() for t in self.topics}
+        self.keys: set[bytes] = set()
+        self.repeated = 0
+
+    def poll(self, seconds: float) -> int:
+        """Read for up to `seconds`; returns how many messages were read."""
+        end, got = time.monotonic() + seconds, 0
+        keyed, by_topic, keys, hook = self.keyed, self.by_topic, self.keys, self.on_message
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return got
+            msgs = self.c.consume(10_000, min(left, 0.2))
+            now = time.monotonic()
+            for m in msgs:
+                if m.error():
+                    continue
+                topic = str(m.topic())
+                t = by_topic[topic]
+                ts = m.timestamp()[1]
+                t.count += 1
+                if t.first_ts is None or ts < t.first_ts:
+                    t.first_ts = ts
+                if t.last_ts is None or ts > t.last_ts:
+                    t.last_ts = ts
+                t.last_seen = now
+                if topic in keyed:
+                    k = m.key() or b""
+                    if k in keys:
+                        self.repeated += 1
+                    else:
+                        keys.add(k)
+                if hook is not None:
+                    hook(topic, m.key(), ts, time.time())
+            got += len(msgs)
+
+    def total(self, topics: Iterable[str] | None = None) -> int:
+        return sum(self.by_topic[t].count for t in (topics or self.topics))
+
+    def span(self, topics: Iterable[str] | None = None) -> tuple[int | None, int | None]:
+        """(first, last) message timestamp over topics."""
+        tallies = [self.by_topic[t] for t in (topics or self.topics)]
+        firsts = [t.first_ts for t in tallies if t.first_ts is not None]
+        lasts = [t.last_ts for t in tallies if t.last_ts is not None]
+        return (min(firsts) if firsts else None, max(lasts) if lasts else None)
+
+    def close(self) -> None:
+        self.c.close()
+
+
+def lane_topics(names: Topics, operators: Iterable[str]) -> list[str]:
+    return [names.lane(op, p) for op in sorted(operators) for p in ("CRITICAL", "HIGH", "STANDARD")]

@@ -1,0 +1,187 @@
+"""One isolated pipeline for a benchmark: its own topics, app id, state folders and ClickHouse database;
+`signalement worker` processes (one or more, one consumer group) and optionally `signalement sink`.
+
+    with Run("thr", workers=1, sink=True) as run:
+        run.preload(records)          # before the workers start: a backlog
+        run.start()
+        run.wait_outputs(expected, timeout)
+
+Everything is removed afterwards (topics by prefix, the database, the temporary folder).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from bench import kafkaio, procs
+from bench.common import console, stack_settings, unique, with_prefix
+from bench.load import Record
+from sinks.migrate import client_for
+from streams.admin import create_topics, delete_topics
+from streams.config import Settings
+from streams.registry import Registry
+from streams.topics import Topics
+
+
+@dataclass
+class Outcome:
+    """What came out, counted against what went in."""
+
+    sent: int
+    items: int  # distinct referral_ids in the lanes and referrals.unroutable
+    lane_records: int
+    unroutable: int
+    duplicates: int
+    rejected: int
+    repeated: int  # lane records of a referral_id already seen (escalations)
+    first_ts: int | None
+    last_ts: int | None
+    complete: bool
+
+    @property
+    def accounted(self) -> int:
+        return self.items + self.duplicates + self.rejected
+
+    @property
+    def span_s(self) -> float:
+        if self.first_ts is None or self.last_ts is None:
+            return 0.0
+        return max(1e-3, (self.last_ts - self.first_ts) / 1000)
+
+
+@dataclass
+class Run:
+    kind: str
+    workers: int = 1
+    sink: bool = False
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.base = stack_settings()
+        self.prefix = unique(self.kind)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"bench-{self.kind}-"))
+        database = f"bench_{uuid.uuid4().hex[:10]}"
+        self.settings: Settings = with_prefix(self.base, self.prefix, self.tmp, clickhouse_database=database)
+        self.registry = Registry.load(self.settings.reporters_path, self.settings.operators_path)
+        self.names = Topics(self.prefix, self.settings.partitions)
+        self.lanes = kafkaio.lane_topics(self.names, self.registry.operators)
+        self.outputs = [*self.lanes, self.names.unroutable, self.names.duplicates, self.names.rejected]
+        self.procs: list[procs.Proc] = []
+        self.sink_proc: procs.Proc | None = None
+        self.tally: kafkaio.Tally | None = None
+        self.started_at = 0.0
+
+    def __enter__(self) -> Run:
+        create_topics(self.settings, self.registry)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+        if self.tally is not None:
+            self.tally.close()
+        try:
+            delete_topics(self.base, [self.prefix])
+        except Exception as err:  # clean-up must not hide the benchmark's own error
+            console.print(f"  could not delete topics {self.prefix}*: {err}")
+        if self.sink:
+            try:
+                client = client_for(self.settings)
+                client.execute(f"DROP DATABASE IF EXISTS {self.settings.clickhouse_database}")
+                client.disconnect()
+            except Exception as err:
+                console.print(f"  could not drop {self.settings.clickhouse_database}: {err}")
+        if exc is not None:
+            for p in self.procs:
+                console.print(f"[red]{p.log_path}[/]:\n{p.log_tail(20)}", markup=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def preload(self, records: Iterable[Record]) -> dict[str, int]:
+        t = time.monotonic()
+        counts = kafkaio.preload(self.settings, self.names, records)
+        console.print(f"  preloaded {sum(counts.values()):,} referrals in {time.monotonic() - t:.1f} s {counts}")
+        return counts
+
+    def open_tally(self, **kw: Any) -> kafkaio.Tally:
+        self.tally = kafkaio.Tally(self.settings, self.outputs, keyed={*self.lanes, self.names.unroutable}, **kw)
+        return self.tally
+
+    def start(self) -> None:
+        if self.sink:
+            self.sink_proc = procs.sink(self.settings, self.tmp).start()
+        self.started_at = time.monotonic()
+        for i in range(self.workers):
+            w = replace(self.settings, worker_dir=self.tmp / f"worker{i}")
+            self.procs.append(procs.worker(w, self.tmp, name=f"worker{i}", **self.worker_env).start())
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+        if self.sink_proc is not None:
+            self.sink_proc.stop()
+
+    def check_alive(self) -> None:
+        for p in self.procs:
+            if not p.alive():
+                raise RuntimeError(f"worker died:\n{p.log_tail()}")
+
+    def outcome(self, sent: int) -> Outcome:
+        t = self.tally
+        assert t is not None
+        lane_records = t.total(self.lanes)
+        first, last = t.span()
+        dups, rejected = t.by_topic[self.names.duplicates].count, t.by_topic[self.names.rejected].count
+        items = len(t.keys)
+        return Outcome(sent, items, lane_records, t.by_topic[self.names.unroutable].count, dups, rejected,
+                       t.repeated, first, last, items + dups + rejected >= sent)
+
+    def wait_outputs(self, sent: int, timeout: float, quiet_s: float = 3.0) -> Outcome:
+        """Tally outputs until every sent referral is accounted for (or timeout); then a short quiet period
+        catches extras that should not be there."""
+        t = self.tally or self.open_tally()
+        end = time.monotonic() + timeout
+        next_note = time.monotonic() + 15
+        while time.monotonic() < end:
+            t.poll(1.0)
+            out = self.outcome(sent)
+            if out.complete:
+                t.poll(quiet_s)
+                return self.outcome(sent)
+            self.check_alive()
+            if time.monotonic() > next_note:
+                console.print(f"  … {out.accounted:,} of {sent:,} accounted for "
+                              f"({time.monotonic() - self.started_at:.0f} s since start)")
+                next_note = time.monotonic() + 15
+        return self.outcome(sent)
+
+    def worker_lag(self) -> int:
+        """Messages of the worker's source topics its group has not committed yet."""
+        t = self.tally or self.open_tally()
+        topics = [self.names.reports(r) for r in sorted(self.registry.reporters)]
+        topics += [self.names.dedup_items, self.names.accepted]
+        return kafkaio.group_lag(t.c, self.settings.app_id, kafkaio.partitions(t.c, topics), self.settings)
+
+    def sink_lag(self) -> int:
+        from sinks.clickhouse import routes
+
+        t = self.tally or self.open_tally()
+        topics = sorted(routes(self.names, self.registry))
+        return kafkaio.group_lag(t.c, f"{self.settings.app_id}-sink", kafkaio.partitions(t.c, topics), self.settings)
+
+    def wait_lag(self, which: str, timeout: float, slack: int = 0) -> float | None:
+        """Seconds until the group's lag is at most `slack` (markers, in-flight), None on timeout."""
+        start, end = time.monotonic(), time.monotonic() + timeout
+        lag_of = self.worker_lag if which == "worker" else self.sink_lag
+        while time.monotonic() < end:
+            if 0 <= lag_of() <= slack:
+                return time.monotonic() - start
+            time.sleep(0.5)
+        return None

@@ -1,0 +1,86 @@
+"""Throughput: the whole worker (intake, dedup, priority, routing, reactions, windows) and the ClickHouse
+sink, draining a backlog of the realistic mix preloaded into reports.*.
+
+Rate = referrals sent / (last - first output timestamp) over the lanes, referrals.unroutable,
+referrals.duplicates and referrals.rejected (the timestamps the worker's producer put on them).
+Also: wall time from the worker's start, until the worker group and the sink have committed
+everything (the reactions agent included), worker CPU per referral and peak RSS. Run with 1
+worker process, then 2 (one consumer group, partitions shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench.common import Result, ceilings_now, console, ratios
+from bench.load import Generator, Mix
+from bench.pipeline import Run
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, default=60_000, help="referrals preloaded per run (60000)")
+    p.add_argument("--workers", default="1,2", help="worker process counts to run, comma-separated (1,2)")
+    p.add_argument("--timeout", type=float, default=300.0, help="give up on a run after this many s (300)")
+    p.add_argument("--no-sink", action="store_true", help="run without the ClickHouse sink")
+
+
+def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilings: dict[str, float]) -> float:
+    """One run; adds its figures to result; returns its referrals/s."""
+    tag = f"{workers} worker{'s' if workers > 1 else ''}"
+    with Run("thr", workers=workers, sink=sink) as run:
+        counts = run.preload(Generator(mix=Mix(), seed=3).records(n, int(time.time() * 1000)))
+        run.open_tally()
+        run.start()
+        out = run.wait_outputs(n, timeout)
+        wall_outputs = time.monotonic() - run.started_at
+        cpu = sum(p.cpu_seconds() for p in run.procs)
+        peak = max(p.status()["VmHWM"] for p in run.procs)
+        lag_s = run.wait_lag("worker", 60)
+        wall_worker = time.monotonic() - run.started_at if lag_s is not None else None
+        sink_s = run.wait_lag("sink", 120) if sink else None
+        wall_sink = time.monotonic() - run.started_at if sink_s is not None else None
+        rate = n / out.span_s if out.complete else 0.0
+        result.add(f"referrals/s, {tag}", round(rate), "referrals/s",
+                   f"{n:,} sent, {out.span_s:.1f} s first->last output" if out.complete
+                   else f"INCOMPLETE: {out.accounted:,} of {n:,} in {timeout:.0f} s", ratios(rate, ceilings))
+        result.add(f"lane records/s, {tag}", round(out.lane_records / out.span_s), "records/s",
+                   f"{out.lane_records:,} lane records")
+        result.add(f"wall to last output, {tag}", round(wall_outputs, 1), "s", "from worker start (start-up included)")
+        result.add(f"wall until worker group committed all, {tag}",
+                   round(wall_worker, 1) if wall_worker else None, "s", "reactions agent included; commit every 2.8 s")
+        if sink:
+            result.add(f"wall until sink committed all, {tag}", round(wall_sink, 1) if wall_sink else None, "s",
+                       "rows in ClickHouse")
+        result.add(f"worker CPU per referral, {tag}", round(cpu * 1e6 / n), "µs",
+                   f"{cpu:.1f} CPU s over all worker processes, start-up included")
+        result.add(f"worker peak RSS, {tag}", round(peak / 1024), "MiB", "VmHWM, largest worker process")
+        result.details[tag] = {"sent": counts, "outcome": out.__dict__, "accounted": out.accounted}
+        ok = out.complete and out.accounted == n
+        result.add(f"accounted == sent, {tag}", int(ok), "bool",
+                   f"items {out.items:,} + duplicates {out.duplicates:,} + rejected {out.rejected:,} = "
+                   f"{out.accounted:,} of {n:,}; {out.repeated} escalations")
+        console.print(f"  {tag}: {rate:,.0f} referrals/s, CPU {cpu:.1f} s, peak RSS {peak / 1024:.0f} MiB")
+        return rate
+
+
+def run(args: argparse.Namespace) -> Result:
+    ceilings = ceilings_now_or_empty()
+    counts = [int(x) for x in str(args.workers).split(",") if x]
+    result = Result("throughput", "Throughput: whole worker + ClickHouse sink, realistic mix",
+                    {"n": args.n, "workers": counts, "sink": not args.no_sink, "mix": Mix().as_dict(),
+                     "ceilings": ceilings})
+    rates = {w: one(args.n, w, not args.no_sink, args.timeout, result, ceilings) for w in counts}
+    best1 = rates.get(1, 0.0)
+    if 1 in rates:
+        result.target("throughput, 1 worker", ">= 10,000 referrals/s", f"{best1:,.0f}/s", best1 >= 10_000)
+        if "faust" in ceilings:
+            r = best1 / ceilings["faust"]
+            result.target("ratio to the Faust pass-through", ">= 0.5", f"{r:.2f}", r >= 0.5)
+    return result
+
+
+def ceilings_now_or_empty() -> dict[str, float]:
+    from bench.common import stack_settings
+
+    return ceilings_now(stack_settings())
