@@ -33,17 +33,63 @@ async def _emit(pipe: Pipeline, adm: dedup.Admission) -> None:
         pipe.counters["duplicated"] += 1
 
 
+class Sweeper:
+    """Expiry of dedup items past the horizon, a bounded slice of one partition per tick.
+
+    Faust has no per-partition key scan, so this walks the partition's RocksDB (the store's
+    `_dbs`, one rocksdict per partition) from a cursor; deletions happen inside the partition's
+    tick event, so their tombstones go to the right changelog partition.
+    """
+
+    def __init__(self, pipe: Pipeline, table: Any, per_tick: int = 5_000) -> None:
+        self.pipe, self.table, self.per_tick = pipe, table, per_tick
+        self.cursor: dict[int, bytes | None] = {}
+
+    def sweep(self, partition: int, now: int) -> int:
+        db = getattr(self.table.data, "_dbs", {}).get(partition)
+        if db is None:
+            return 0
+        expired, seen, last = [], 0, None
+        for key, raw in db.items(from_key=self.cursor.get(partition)):
+            seen += 1
+            last = key
+            if key.startswith(b"__faust"):  # the store's own bookkeeping (changelog offset)
+                continue
+            if dedup.expired(dedup.loads(raw), now, self.pipe.policy.dedup_horizon_ms):
+                expired.append(key)
+            if seen >= self.per_tick:
+                break
+        self.cursor[partition] = last + b"\x00" if seen >= self.per_tick and last is not None else None
+        for key in expired:
+            del self.table[key]
+        self.pipe.counters["expired"] += len(expired)
+        return len(expired)
+
+
 def register(pipe: Pipeline) -> Any:
     """The dedup agent and its table, keyed by (operator, normalised URL)."""
+    from agents.ticks import register_ticks
+
     table = pipe.table("dedup-items")
-    source = pipe.topic(pipe.names.dedup_items)
+    sweeper = Sweeper(pipe, table)
+    names = pipe.names
+    source = pipe.app.topic(names.dedup_items, names.ticks, key_type=bytes, value_type=bytes,
+                            key_serializer="raw", value_serializer="raw")
+    register_ticks(pipe)
 
     @pipe.app.agent(source, name="signalement.routing")
     async def routing(stream: Any) -> None:
-        """internal.dedup -> referrals.accepted + lane | duplicates | unroutable"""
+        """internal.dedup + ticks -> referrals.accepted + lane | duplicates | unroutable"""
         async for event in stream.events():
-            key = event.message.key
-            name, record = pipe.codec.decode_any(event.message.value)
+            msg = event.message
+            if msg.topic == names.ticks:
+                try:
+                    sweeper.sweep(msg.partition, now_ms())
+                except Exception:  # expiry is housekeeping: it must never stop routing
+                    log.exception("dedup sweep failed on partition %s", msg.partition)
+                continue
+            key = msg.key
+            name, record = pipe.codec.decode_any(msg.value)
             raw = table.get(key)
             item = dedup.loads(raw) if raw is not None else None
             if name == "ItemDecided":

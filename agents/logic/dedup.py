@@ -40,9 +40,14 @@ def _route_new(candidate: RoutedReferral, now_ms: int, policy: Policy) -> Admiss
     return Admission(item={"c": routed, "ids": [candidate["referral_id"]], "done": False}, route=routed)
 
 
+def expired(item: Item, now_ms: int, horizon_ms: int) -> bool:
+    """An item older than the dedup horizon is forgotten: the next report of it is new."""
+    return now_ms - int(item["c"]["routed_at"]) > horizon_ms
+
+
 def admit(item: Item | None, candidate: RoutedReferral, now_ms: int, policy: Policy) -> Admission:
     """Route a new item, ignore a replay, or record a duplicate (escalating once if it outranks)."""
-    if item is None or now_ms - item["c"]["routed_at"] > policy.dedup_horizon_ms:
+    if item is None or expired(item, now_ms, policy.dedup_horizon_ms):
         return _route_new(candidate, now_ms, policy)
     if candidate["referral_id"] in item["ids"]:
         return Admission()

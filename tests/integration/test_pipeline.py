@@ -126,3 +126,45 @@ def test_escalation_once_and_restart_keeps_dedup_state(stack: Settings, topic_pr
     time.sleep(2)
     out = read_topics(stack, [names.lane("google", p) for p in ("CRITICAL", "HIGH", "STANDARD")])
     assert [len(out[names.lane("google", p)]) for p in ("CRITICAL", "HIGH", "STANDARD")] == [0, 1, 1]
+
+
+SHORT_HORIZON = """
+priorities:
+  CRITICAL: {ack_within: 15m, decide_within: 1h}
+  HIGH: {ack_within: 1h, decide_within: 24h}
+  STANDARD: {ack_within: 24h, decide_within: 7d}
+dedup: {horizon: 2s}
+decisions: {unknown_grace: 5m}
+windows: {size: 1h, step: 5m, grace: 5m}
+overdue: {check_interval: 1s}
+"""
+
+
+def test_dedup_items_expire_after_the_horizon(stack: Settings, topic_prefix: str, tmp_path: Path) -> None:
+    """The sweep deletes expired items (a tombstone in the changelog); the URL is then new again."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SHORT_HORIZON)
+    worker = WorkerProcess.for_prefix(stack, topic_prefix, tmp_path, SIGNALEMENT_POLICY=str(policy))
+    worker.start()
+    try:
+        names, codec = Topics(prefix=topic_prefix, partitions=stack.partitions), default_codec()
+        first = scenario.referral("pharos", "https://x.com/u/status/expiring")
+        produce(stack, names.reports("pharos"), [(None, codec.encode("Referral", first))])
+        wait_for_count(stack, names.lane("twitter", "STANDARD"), 1, worker=worker)
+        changelog = f"{topic_prefix}app-dedup-items-changelog"
+        key = b"twitter|https://x.com/u/status/expiring"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            records = read_topics(stack, [changelog], idle_s=1.0)[changelog]
+            if any(m.key == key and m.value is None for m in records):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"no tombstone for {key!r} in {changelog}\n{worker.log_tail()}")
+        second = scenario.referral("eu-iru", "https://twitter.com/u/status/expiring")
+        produce(stack, names.reports("eu-iru"), [(None, codec.encode("Referral", second))])
+        lane = wait_for_count(stack, names.lane("twitter", "STANDARD"), 2, worker=worker)
+        assert [m.decode()["referral_id"] for m in lane] == [first["referral_id"], second["referral_id"]]
+        assert read_topics(stack, [names.duplicates], idle_s=1.0)[names.duplicates] == []
+    finally:
+        worker.stop()

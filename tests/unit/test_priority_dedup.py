@@ -1,0 +1,164 @@
+"""Label priority, deadlines, dedup/replay/escalation and field validation: pure, table-driven."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.logic import dedup
+from agents.logic.intake import Intake
+from agents.logic.priority import deadlines, rank
+from agents.logic.validate import check_decision, check_referral
+from streams.config import ROOT
+from streams.errors import RejectedError
+from streams.policy import Policy
+from streams.registry import Registry, Reporter
+
+pytestmark = pytest.mark.unit
+POLICY = Policy.load(ROOT / "config" / "policy.yaml")
+REGISTRY = Registry.load(ROOT / "config" / "reporters.yaml", ROOT / "config" / "operators.yaml")
+NOW = 1_767_225_600_000
+LABELLED_ORDERS = Reporter("pharos", "PHAROS", labelled=True, removal_orders=True)
+LABELLED = Reporter("eu-iru", "EU IRU", labelled=True, removal_orders=False)
+ORDERS = Reporter("tj-paris", "Tribunal", labelled=False, removal_orders=True)
+NOBODY = Reporter("ngo", "NGO", labelled=False, removal_orders=False)
+
+
+def referral(**kw: Any) -> Any:
+    base = {"referral_id": "5f1c7b52-1111-4d2e-9f00-000000000001", "reporter_id": "pharos", "external_ref": None,
+            "instrument": "REFERRAL", "label": "NONE", "emergency": False, "category": "TERRORIST_PROPAGANDA",
+            "url": "https://www.youtube.com/watch?v=abc", "operator_id": None, "content_hashes": [],
+            "legal_basis": "TCO", "reasons": "r", "jurisdiction": "FR", "language": "fr", "reported_at": NOW}
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize(("reporter", "instrument", "label", "emergency", "expected"), [
+    (LABELLED_ORDERS, "REMOVAL_ORDER", "NONE", False, ("CRITICAL", False, False)),
+    (LABELLED_ORDERS, "REMOVAL_ORDER", "LABELLED", False, ("CRITICAL", True, False)),
+    (LABELLED_ORDERS, "REFERRAL", "LABELLED", False, ("HIGH", True, False)),
+    (LABELLED_ORDERS, "REFERRAL", "LABELLED", True, ("CRITICAL", True, False)),
+    (LABELLED_ORDERS, "NOTICE", "NONE", False, ("STANDARD", False, False)),
+    (LABELLED, "REFERRAL", "LABELLED", False, ("HIGH", True, False)),
+    (LABELLED, "REFERRAL", "NONE", True, ("CRITICAL", False, False)),
+    (LABELLED, "REMOVAL_ORDER", "LABELLED", False, ("HIGH", True, True)),  # forged order: downgraded
+    (LABELLED, "REMOVAL_ORDER", "NONE", False, ("STANDARD", False, True)),
+    (ORDERS, "REMOVAL_ORDER", "NONE", False, ("CRITICAL", False, False)),
+    (ORDERS, "REFERRAL", "LABELLED", False, ("STANDARD", False, True)),  # forged label
+    (ORDERS, "REFERRAL", "NONE", True, ("STANDARD", False, False)),  # emergency needs the label
+    (NOBODY, "REFERRAL", "LABELLED", True, ("STANDARD", False, True)),
+    (NOBODY, "REMOVAL_ORDER", "LABELLED", False, ("STANDARD", False, True)),
+    (NOBODY, "NOTICE", "NONE", False, ("STANDARD", False, False)),
+])
+def test_rank(reporter: Reporter, instrument: str, label: str, emergency: bool, expected: tuple[str, bool, bool]) -> None:
+    r = rank(referral(instrument=instrument, label=label, emergency=emergency), reporter)
+    assert (r.priority, r.label_verified, r.label_rejected) == expected
+
+
+@pytest.mark.parametrize(("priority", "ack", "decide"), [
+    ("CRITICAL", 15 * 60_000, 3_600_000), ("HIGH", 3_600_000, 86_400_000), ("STANDARD", 86_400_000, 7 * 86_400_000)])
+def test_deadlines_from_routed_at(priority: str, ack: int, decide: int) -> None:
+    assert deadlines(POLICY, priority, NOW) == (NOW + ack, NOW + decide)
+
+
+def candidate(rid: str, reporter: str = "pharos", priority: str = "STANDARD", url: str = "https://x.com/a") -> Any:
+    return {**referral(referral_id=rid, reporter_id=reporter), "normalized_url": url, "operator_id": "twitter",
+            "priority": priority, "label_verified": False, "label_rejected": False, "routed_at": 0,
+            "ack_deadline": 0, "decision_deadline": 0, "co_reporters": [], "escalated": False, "version": 0}
+
+
+def test_new_item_is_routed_with_deadlines() -> None:
+    adm = dedup.admit(None, candidate("a"), NOW, POLICY)
+    assert adm.route is not None and adm.duplicate is None and adm.update is None
+    assert (adm.route["routed_at"], adm.route["ack_deadline"]) == (NOW, NOW + 86_400_000)
+    assert adm.item is not None and adm.item["ids"] == ["a"]
+
+
+def test_replay_changes_nothing() -> None:
+    item = dedup.admit(None, candidate("a"), NOW, POLICY).item
+    assert dedup.admit(item, candidate("a"), NOW + 5, POLICY) == dedup.Admission()
+
+
+def test_duplicate_from_another_reporter_adds_a_co_reporter() -> None:
+    item = dedup.admit(None, candidate("a"), NOW, POLICY).item
+    adm = dedup.admit(item, candidate("b", reporter="eu-iru"), NOW + 5, POLICY)
+    assert adm.route is None and adm.duplicate is not None and adm.update is not None
+    assert adm.duplicate["canonical_referral_id"] == "a" and not adm.duplicate["escalated"]
+    assert adm.update["co_reporters"] == ["eu-iru"] and adm.update["version"] == 1
+    same = dedup.admit(adm.item, candidate("c", reporter="eu-iru"), NOW + 6, POLICY)
+    assert same.update is None and same.duplicate is not None  # no new co-reporter, no new version
+
+
+def test_escalation_happens_once_and_not_after_the_decision() -> None:
+    item = dedup.admit(None, candidate("a"), NOW, POLICY).item
+    up = dedup.admit(item, candidate("b", reporter="eu-iru", priority="HIGH"), NOW + 10, POLICY)
+    assert up.route is not None and up.route["priority"] == "HIGH" and up.route["escalated"]
+    assert up.route["routed_at"] == NOW + 10 and up.route["ack_deadline"] == NOW + 10 + 3_600_000
+    assert up.duplicate is not None and up.duplicate["escalated"]
+    again = dedup.admit(up.item, candidate("c", reporter="tj-paris", priority="CRITICAL"), NOW + 20, POLICY)
+    assert again.route is None and again.duplicate is not None and not again.duplicate["escalated"]
+    decided = dedup.mark_decided(dedup.admit(None, candidate("x"), NOW, POLICY).item)
+    late = dedup.admit(decided, candidate("y", reporter="eu-iru", priority="CRITICAL"), NOW + 1, POLICY)
+    assert late.route is None and late.duplicate is not None
+    assert dedup.mark_decided(decided) is None
+
+
+def test_items_expire_after_the_horizon() -> None:
+    item = dedup.admit(None, candidate("a"), NOW, POLICY).item
+    assert item is not None
+    assert not dedup.expired(item, NOW + POLICY.dedup_horizon_ms, POLICY.dedup_horizon_ms)
+    assert dedup.expired(item, NOW + POLICY.dedup_horizon_ms + 1, POLICY.dedup_horizon_ms)
+    again = dedup.admit(item, candidate("b"), NOW + POLICY.dedup_horizon_ms + 1, POLICY)
+    assert again.route is not None and again.route["referral_id"] == "b"
+
+
+def test_state_round_trips_through_json() -> None:
+    item = dedup.admit(None, candidate("a"), NOW, POLICY).item
+    assert item is not None and dedup.loads(dedup.dumps(item)) == item
+
+
+@pytest.mark.parametrize(("url", "operator"), [
+    ("https://www.youtube.com/watch?v=1", "google"), ("https://m.facebook.com/p/1", "meta"),
+    ("https://mobile.twitter.com/u/status/1", "twitter"), ("https://podcasts.apple.com/x", "apple"),
+    ("https://gist.github.com/x", "microsoft"), ("https://unknown.example/x", None)])
+def test_intake_routes_by_host(url: str, operator: str | None) -> None:
+    cand = Intake.build(REGISTRY).candidate(referral(url=url), "pharos", NOW)
+    assert cand["operator_id"] == operator
+
+
+def test_intake_explicit_operator_wins() -> None:
+    cand = Intake.build(REGISTRY).candidate(referral(operator_id="meta"), "pharos", NOW)
+    assert cand["operator_id"] == "meta"
+
+
+@pytest.mark.parametrize(("change", "topic", "code"), [
+    ({}, "nobody", "UNKNOWN_REPORTER"),
+    ({"reporter_id": "eu-iru"}, "pharos", "IDENTITY_MISMATCH"),
+    ({"referral_id": "x"}, "pharos", "INVALID_FIELD"),
+    ({"referral_id": "5f1c7b52-1111-4d2e-9f00-00000000000\n"}, "pharos", "INVALID_FIELD"),
+    ({"jurisdiction": "fr"}, "pharos", "INVALID_FIELD"),
+    ({"language": "fra"}, "pharos", "INVALID_FIELD"),
+    ({"legal_basis": " "}, "pharos", "INVALID_FIELD"),
+    ({"reported_at": -1}, "pharos", "INVALID_FIELD"),
+    ({"reported_at": 253_402_300_799_000}, "pharos", "INVALID_FIELD"),
+    ({"reasons": "x" * 8193}, "pharos", "INVALID_FIELD"),
+    ({"external_ref": "a\x00b"}, "pharos", "INVALID_FIELD"),
+    ({"content_hashes": [{"algo": "MD5", "value": "zz"}]}, "pharos", "INVALID_FIELD"),
+    ({"url": "ftp://x.com/a"}, "pharos", "INVALID_FIELD"),
+    ({"url": "https://x.com/" + "a" * 5_000_000}, "pharos", "INVALID_FIELD"),
+])
+def test_intake_rejects_with_a_precise_code(change: dict[str, Any], topic: str, code: str) -> None:
+    with pytest.raises(RejectedError) as info:
+        Intake.build(REGISTRY).candidate(referral(**change), topic, NOW)
+    assert info.value.code == code
+
+
+def test_valid_referral_and_decision_pass(tmp_path: Path) -> None:
+    check_referral(referral(reasons="line one\nline two"), "pharos", NOW)
+    check_decision({"referral_id": "5f1c7b52-1111-4d2e-9f00-000000000001", "operator_id": "meta",
+                    "action": "REMOVED", "acted_at": NOW, "reason": None, "operator_ref": None}, "meta", NOW)
+    with pytest.raises(RejectedError, match="published on the topic"):
+        check_decision({"referral_id": "5f1c7b52-1111-4d2e-9f00-000000000001", "operator_id": "meta",
+                        "action": "REMOVED", "acted_at": NOW, "reason": None, "operator_ref": None}, "google", NOW)
