@@ -88,19 +88,26 @@ def register(pipe: Pipeline) -> Any:
                 except Exception:  # expiry is housekeeping: it must never stop routing
                     log.exception("dedup sweep failed on partition %s", msg.partition)
                 continue
-            key = msg.key
-            name, record = pipe.codec.decode_any(msg.value)
-            raw = table.get(key)
-            item = dedup.loads(raw) if raw is not None else None
-            if name == "ItemDecided":
-                decided = dedup.mark_decided(item)
-                if decided is not None:
-                    table[key] = dedup.dumps(decided)
-                continue
-            cand: RoutedReferral = record  # type: ignore[assignment]
-            adm = dedup.admit(item, cand, now_ms(), pipe.policy)
-            if adm.item is not None:
-                table[key] = dedup.dumps(adm.item)
-            await _emit(pipe, adm)
+            try:
+                await route(msg)
+            except Exception as exc:  # a bug must cost one record (dead-lettered), never the stream
+                log.exception("routing failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+                await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+
+    async def route(msg: Any) -> None:
+        key = msg.key
+        name, record = pipe.codec.decode_any(msg.value)
+        raw = table.get(key)
+        item = dedup.loads(raw) if raw is not None else None
+        if name == "ItemDecided":
+            decided = dedup.mark_decided(item)
+            if decided is not None:
+                table[key] = dedup.dumps(decided)
+            return
+        cand: RoutedReferral = record  # type: ignore[assignment]
+        adm = dedup.admit(item, cand, now_ms(), pipe.policy)
+        if adm.item is not None:
+            table[key] = dedup.dumps(adm.item)
+        await _emit(pipe, adm)
 
     return routing
