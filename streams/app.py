@@ -40,6 +40,7 @@ class Pipeline:
     app: faust.App
     counters: Counter[str] = field(default_factory=Counter)
     _topics: dict[str, Any] = field(default_factory=dict)
+    _producer: Any = None
 
     def topic(self, name: str) -> Any:
         """A raw-bytes Faust topic, one object per name."""
@@ -55,7 +56,23 @@ class Pipeline:
                               partitions=self.settings.partitions)
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        await self.topic(topic).send(key=key, value=value)
+        """Hand one record to the producer (delivered before the source offset is committed).
+
+        Straight to the app's producer (the transaction manager under exactly_once), as
+        `Topic.send` ends up doing: its FutureMessage, channel and sensor steps were ~10 % of the
+        worker's time in the profile (docs/benchmarks.md). Failures are logged and counted.
+        """
+        producer = self._producer
+        if producer is None:
+            producer = self._producer = await self.app.maybe_start_producer()
+        fut = await producer.send(topic, key, value, None, None, None)
+        fut.add_done_callback(self._delivered)
+
+    def _delivered(self, fut: Any) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:
+            self.counters["send_failed"] += 1
+            log.error("send failed: %s: %s", type(exc).__name__, exc)
 
     async def reject(self, message: Any, code: str, error: str) -> None:
         """Dead-letter the original bytes with a precise reason; never raises on bad input."""
