@@ -71,7 +71,7 @@ class OperatorClient:
         conf = settings.confluent(**{**CONSUMER_DEFAULTS, "group.id": self.group_id, **consumer_extra})
         self._consumer = Consumer(conf)
         self._producer = Producer(producer_config(settings))
-        self._admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+        self._admin = AdminClient(settings.confluent())  # type: ignore[arg-type]
         self.gate = LaneGate(self._consumer, self.lane_topics, self._admin, check_interval)
         self._to_commit: dict[Key, int] = {}
         self._uncommitted, self._committed_at = 0, time.monotonic()

@@ -32,7 +32,7 @@ def admin_client(settings: Settings) -> AdminClient:
     except (OSError, ValueError) as exc:
         raise StackError(f"no Kafka broker at {settings.bootstrap} ({exc}): is the stack up? "
                          "`signalement stack up`") from exc
-    return AdminClient({"bootstrap.servers": settings.bootstrap, "log_level": 0})
+    return AdminClient(settings.confluent(log_level=0))  # type: ignore[arg-type]
 
 
 def existing_topics(admin: AdminClient, timeout: float = TIMEOUT) -> set[str]:

@@ -19,6 +19,7 @@ from streams.config import Settings
 from streams.policy import Policy
 from streams.records import Rejection
 from streams.registry import Registry
+from streams.security import faust_credentials
 from streams.topics import REJECTED_MAX_BYTES, Topics
 
 log = logging.getLogger("signalement")
@@ -98,6 +99,7 @@ def build_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=settings.kafka_url,
+        broker_credentials=faust_credentials(settings),  # SCRAM when SIGNALEMENT_KAFKA_USER is set
         store="rocksdb://",
         datadir=str(settings.worker_dir),
         topic_partitions=settings.partitions,

@@ -19,7 +19,10 @@ DEFAULT_PORTS = {
     "controller_port": 39093,
     "clickhouse_tcp_port": 39000,
     "clickhouse_http_port": 38123,
+    "secure_kafka_port": 39094,  # the SASL/SCRAM broker with ACLs (`signalement stack up --secure`)
+    "secure_controller_port": 39095,
 }
+SASL_MECHANISM = "SCRAM-SHA-512"
 
 
 # fields whose variable is not simply the upper-cased field name
@@ -53,6 +56,12 @@ class Settings:
     operators_path: Path = ROOT / "config" / "operators.yaml"
     log_level: str = "INFO"
     guarantee: str = "at_least_once"  # exactly_once: Faust transactions (fenced after restarts: not yet usable)
+    secure: bool = False  # `stack up` also starts the SASL/SCRAM broker with ACLs (streams.security)
+    secure_kafka_port: int = DEFAULT_PORTS["secure_kafka_port"]
+    secure_controller_port: int = DEFAULT_PORTS["secure_controller_port"]
+    kafka_user: str = ""  # set: every Kafka client authenticates as this SCRAM user (SASL_PLAINTEXT)
+    kafka_password: str = ""  # default: the user's entry in <secrets_dir>/credentials.json
+    secrets_dir: Path = ROOT / ".stack" / "secrets"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,7 +70,7 @@ class Settings:
         ports_file = home / "ports.json"
         if ports_file.exists():
             recorded = json.loads(ports_file.read_text())
-        values: dict[str, object] = {"home": home, "worker_dir": home / "worker"}
+        values: dict[str, object] = {"home": home, "worker_dir": home / "worker", "secrets_dir": home / "secrets"}
         for f in fields(cls):
             raw = os.environ.get(PREFIX + ALIASES.get(f.name, f.name.upper()))
             if raw is None:
@@ -72,13 +81,28 @@ class Settings:
                 values[f.name] = int(raw)
             elif f.type in ("Path",):
                 values[f.name] = Path(raw)
+            elif f.type in ("bool",):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
             else:
                 values[f.name] = raw
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.bootstrap:
             settings = replace(settings, bootstrap=f"127.0.0.1:{settings.kafka_port}")
-        return settings
+        return settings.with_stored_passwords()
 
+    def with_stored_passwords(self) -> Settings:
+        """Fill an empty kafka_password / clickhouse_password from the secrets file, if it has the user."""
+        from streams.security import stored_password
+
+        kafka = self.kafka_password or (stored_password(self, self.kafka_user) if self.kafka_user else "")
+        clickhouse = self.clickhouse_password or (
+            stored_password(self, "clickhouse-" + self.clickhouse_user) if self.clickhouse_user != "default" else "")
+        return replace(self, kafka_password=kafka, clickhouse_password=clickhouse)
+
+    @property
+    def secure_bootstrap(self) -> str:
+        """The SASL_PLAINTEXT listener of the secure broker."""
+        return f"127.0.0.1:{self.secure_kafka_port}"
     @property
     def kafka_url(self) -> str:
         """The broker URL as Faust wants it."""
@@ -87,5 +111,8 @@ class Settings:
     def confluent(self, **extra: object) -> dict[str, object]:
         """Base config for confluent-kafka clients (murmur2 to co-partition with Faust)."""
         conf: dict[str, object] = {"bootstrap.servers": self.bootstrap}
+        if self.kafka_user:
+            conf.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": SASL_MECHANISM,
+                         "sasl.username": self.kafka_user, "sasl.password": self.kafka_password})
         conf.update(extra)
         return conf

@@ -15,6 +15,7 @@ from pathlib import Path
 from clickhouse_driver import Client
 
 from streams.errors import StackError
+from streams.security import clickhouse_users
 from streams.stack.process import console
 from streams.stack.service import Check, Service, render
 
@@ -78,13 +79,19 @@ class ClickHouse(Service):
             install()
         for sub in ("data", "tmp", "user_files", "logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        users = self.dir / "users.xml"
-        render("clickhouse-users.xml", users)
+        users = self.write_users()
         render("clickhouse-config.xml", self.config_file, log_file=self.log_file,
                error_log=self.dir / "logs" / "clickhouse-server.err.log",
                tcp_port=self.settings.clickhouse_tcp_port, http_port=self.settings.clickhouse_http_port,
                data_dir=self.data_dir, tmp_dir=self.dir / "tmp", user_files_dir=self.dir / "user_files",
                users_file=users)
+
+    def write_users(self) -> Path:
+        """users.xml with the analyst and sink users (a running server re-reads it by itself)."""
+        users = self.dir / "users.xml"
+        hashes = clickhouse_users(self.settings)
+        render("clickhouse-users.xml", users, analyst_sha256=hashes["analyst"], sink_sha256=hashes["sink"])
+        return users
 
     def command(self) -> list[str]:
         return [server_binary() or "clickhouse-server", f"--config-file={self.config_file}"]

@@ -133,12 +133,15 @@ class Kafka(Service):
         return True
 
 
-def round_trip(bootstrap: str, timeout: float = 10.0) -> None:
-    """Create the health topic, produce a unique token and consume it back; raise if anything fails."""
+def round_trip(bootstrap: str, timeout: float = 10.0, extra: dict[str, str] | None = None) -> None:
+    """Create the health topic, produce a unique token and consume it back; raise if anything fails.
+
+    extra: more client settings (the secure broker's SASL credentials).
+    """
     from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap, "log_level": 0}
+    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap, "log_level": 0, **(extra or {})}
     admin = AdminClient(conf)  # keep a reference: the futures die with the client
     futures = admin.create_topics([NewTopic(HEALTH_TOPIC, 1, 1)], request_timeout=timeout)
     for future in futures.values():

@@ -12,24 +12,31 @@ import contextlib
 import fcntl
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 from rich.table import Table
 from rich.text import Text
 
+from streams import security
 from streams.config import Settings
 from streams.errors import SignalementError
 from streams.stack import ports, process
 from streams.stack.clickhouse import ClickHouse
 from streams.stack.kafka import Kafka
 from streams.stack.process import console
+from streams.stack.secure_kafka import SecureKafka
 from streams.stack.service import Service, ServiceStatus
 
 DEFAULT_TIMEOUT = 90.0
 
 
 def services(settings: Settings) -> list[Service]:
-    """The stack's servers, in start order."""
-    return [Kafka(settings), ClickHouse(settings)]
+    """The stack's servers, in start order (the secure broker only with settings.secure)."""
+    return [Kafka(settings), ClickHouse(settings), *([SecureKafka(settings)] if settings.secure else [])]
+
+
+def _secure_running(settings: Settings) -> bool:
+    return SecureKafka(settings).pid() is not None
 
 
 @contextlib.contextmanager
@@ -50,11 +57,11 @@ def locked(settings: Settings) -> Iterator[None]:
 
 def _with_ports(settings: Settings) -> Settings:
     """Settings with the ports the stack will really use (a busy default port is swapped)."""
-    kafka, clickhouse = Kafka(settings), ClickHouse(settings)
+    owner = {"kafka_port": Kafka(settings), "controller_port": Kafka(settings),
+             "secure_kafka_port": SecureKafka(settings), "secure_controller_port": SecureKafka(settings)}
 
     def ours(name: str) -> bool:
-        service = kafka if name in ("kafka_port", "controller_port") else clickhouse
-        return service.pid() is not None
+        return owner.get(name, ClickHouse(settings)).pid() is not None
 
     return ports.resolve(settings, ours)
 
@@ -75,6 +82,10 @@ def ensure_up(settings: Settings | None = None, timeout: float = DEFAULT_TIMEOUT
                 console.print(f"  {service.name} already running (pid {service.pid()}), healthy")
                 continue
             service.await_ready(timeout)
+        if settings.secure:
+            users, acls = security.apply(settings)
+            console.print(f"  secure Kafka: {users} SCRAM users, {acls} ACL bindings "
+                          f"(credentials in {security.secrets_file(settings)})")
     if any(launched):
         console.print(f"[green]stack up[/] in {time.monotonic() - started:.1f} s (home {settings.home})")
     else:
@@ -86,14 +97,22 @@ def down(settings: Settings | None = None) -> None:
     """Stop the servers we started (by pid file); leave data in place."""
     settings = settings or Settings.from_env()
     with locked(settings):
-        stopped = [service.name for service in reversed(services(settings)) if service.stop()]
+        stopped = [service.name for service in reversed(services(replace(settings, secure=True))) if service.stop()]
     console.print(f"[green]stopped[/] {', '.join(stopped)}" if stopped else "nothing of ours was running")
+
+
+def stop_secure(settings: Settings | None = None) -> bool:
+    """Stop the secure broker only (the plaintext stack keeps running); True if it ran."""
+    settings = settings or Settings.from_env()
+    with locked(settings):
+        return SecureKafka(settings).stop()
 
 
 def status(settings: Settings | None = None, show: bool = True) -> list[ServiceStatus]:
     """Version, ports, pid, health and data size of each server; printed as a table if show."""
     settings = settings or Settings.from_env()
-    rows = [service.status() for service in services(settings)]
+    shown = replace(settings, secure=settings.secure or _secure_running(settings))
+    rows = [service.status() for service in services(shown)]
     if show:
         console.print(_table(rows, settings))
         for row in rows:
@@ -120,12 +139,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["up", "down", "status"], help="start, stop, or describe the stack")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds to wait for each server to become healthy (default %(default)s)")
+    parser.add_argument("--secure", action="store_true",
+                        help="also run the SASL/SCRAM broker with ACLs on its own ports (or SIGNALEMENT_SECURE=1); "
+                             "`down` always stops it")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "up":
-            ensure_up(Settings.from_env(), timeout=args.timeout)
+            settings = Settings.from_env()
+            settings = ensure_up(replace(settings, secure=settings.secure or args.secure), timeout=args.timeout)
+            if settings.secure:
+                console.print(f"  clients of the secure broker: SIGNALEMENT_BOOTSTRAP={settings.secure_bootstrap} "
+                              "SIGNALEMENT_KAFKA_USER=<pipeline|sink|reporter-<id>|operator-<id>>")
         elif args.action == "down":
             down(Settings.from_env())
         else:
