@@ -10,6 +10,7 @@ import sys
 COMMANDS = {
     "stack": ("streams.stack.manager", "the local Kafka + ClickHouse stack: up, down, status"),
     "topics": ("streams.admin", "create the contract's topics (idempotent)"),
+    "security": ("streams.security", "Kafka SCRAM users and ACLs on a secure broker: apply, show"),
     "worker": ("streams.worker", "run the Faust pipeline worker"),
     "submit": ("clients.submit", "publish referrals from a JSON Lines or CSV file (reporters)"),
     "operator": ("clients.operator_cli", "consume an operator's lanes by strict priority and decide"),

@@ -22,6 +22,7 @@ entry in `<secrets_dir>/credentials.json` (mode 0600, generated on first use; se
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -176,9 +177,9 @@ def ensure_passwords(settings: Settings, names: list[str]) -> dict[str, str]:
     return {n: os.environ.get(env_name(n)) or stored[n] for n in names}
 
 
-def as_user(settings: Settings, user: str) -> Settings:
-    """Settings whose Kafka clients reach the secure broker as `user`."""
-    return replace(settings, bootstrap=settings.secure_bootstrap, kafka_user=user,
+def as_user(settings: Settings, user: str, bootstrap: str | None = None) -> Settings:
+    """Settings whose Kafka clients reach the secure broker (or `bootstrap`) as `user`."""
+    return replace(settings, bootstrap=bootstrap or settings.secure_bootstrap, kafka_user=user,
                    kafka_password=ensure_passwords(settings, [user])[user])
 
 
@@ -214,11 +215,11 @@ def _result(futures: dict[Any, Any], what: str) -> None:
             raise StackError(f"cannot {what} {key}: {exc.args[0].str()}") from exc
 
 
-def apply(settings: Settings, registry: Registry | None = None) -> tuple[int, int]:
+def apply(settings: Settings, registry: Registry | None = None, bootstrap: str | None = None) -> tuple[int, int]:
     """Create (or update) every SCRAM user and ACL for settings.topic_prefix and app_id, as admin.
 
     Idempotent: an upsert of a user and a create of an existing ACL change nothing.
-    Returns (users, ACL bindings).
+    bootstrap: the broker (default: the local secure broker). Returns (users, ACL bindings).
     """
     from confluent_kafka.admin import (
         AdminClient,
@@ -230,7 +231,7 @@ def apply(settings: Settings, registry: Registry | None = None) -> tuple[int, in
     registry = registry or Registry.load(settings.reporters_path, settings.operators_path)
     users = [p.name for p in principals(registry) if p.name != ADMIN]
     passwords = ensure_passwords(settings, users)
-    admin = AdminClient(as_user(settings, ADMIN).confluent(log_level=0))  # type: ignore[arg-type]
+    admin = AdminClient(as_user(settings, ADMIN, bootstrap).confluent(log_level=0))  # type: ignore[arg-type]
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
     _result(admin.alter_user_scram_credentials(
         [UserScramCredentialUpsertion(u, info, passwords[u].encode()) for u in users],
@@ -238,3 +239,34 @@ def apply(settings: Settings, registry: Registry | None = None) -> tuple[int, in
     bindings = acl_bindings(registry, Topics(prefix=settings.topic_prefix), settings.app_id)
     _result(admin.create_acls(bindings, request_timeout=TIMEOUT), "create the ACL")
     return len(users), len(bindings)
+
+
+# ---- `signalement security apply | show` ----
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["apply", "show"],
+                        help="apply: create the SCRAM users and ACLs (as admin); show: print the ACL table")
+    parser.add_argument("--bootstrap", default=None,
+                        help="the secure broker (default: SIGNALEMENT_BOOTSTRAP if set, else the local secure broker)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    settings = Settings.from_env()
+    registry = Registry.load(settings.reporters_path, settings.operators_path)
+    if args.action == "show":
+        for principal, rtype, ptype, name, ops in rules(registry, Topics(prefix=settings.topic_prefix), settings.app_id):
+            console.print(f"{principal:28} {rtype:16} {ptype:8} {name:45} {','.join(ops)}", markup=False,
+                          soft_wrap=True)
+        return 0
+    bootstrap = args.bootstrap or (settings.bootstrap if PREFIX + "BOOTSTRAP" in os.environ else None)
+    try:
+        users, acls = apply(settings, registry, bootstrap)
+    except StackError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        return 1
+    console.print(f"[green]{users} SCRAM users, {acls} ACL bindings[/] on {bootstrap or settings.secure_bootstrap} "
+                  f"(passwords: env SIGNALEMENT_<NAME>_PASSWORD or {secrets_file(settings)})")
+    return 0

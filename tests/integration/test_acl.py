@@ -136,27 +136,6 @@ def routed_value(operator_id: str) -> bytes:
         "escalated": False, "version": 0})
 
 
-def test_the_rules_give_each_principal_only_its_own_topics(registry: Registry) -> None:
-    """No broker: the ACL table itself (who may touch which name)."""
-    t = Topics(prefix="p.")
-    rules = security.rules(registry, t, "p.app")
-    by_user: dict[str, set[tuple[str, str, str]]] = {}
-    for principal, rtype, ptype, name, ops in rules:
-        for op in ops:
-            by_user.setdefault(principal, set()).add((rtype, name if ptype == "LITERAL" else name + "*", op))
-    assert by_user["User:reporter-pharos"] == {("TOPIC", "p.reports.pharos", "WRITE"),
-                                               ("TOPIC", "p.reports.pharos", "DESCRIBE")}
-    google = by_user["User:operator-google"]
-    assert {n for r, n, op in google if op == "READ" and r == "TOPIC"} == {
-        "p.operator.google.critical", "p.operator.google.high", "p.operator.google.standard"}
-    assert {n for r, n, op in google if op == "WRITE"} == {"p.operator.google.decisions"}
-    assert {n for r, n, op in google if r == "GROUP"} == {"p.operator-google"}
-    assert not any(op in ("WRITE", "ALL") for _r, _n, op in by_user["User:sink"])
-    assert "User:admin" not in by_user  # a super user, no ACL needed
-    assert {p.name for p in security.principals(registry)} >= {"admin", "pipeline", "sink", "reporter-tj-paris",
-                                                               "operator-microsoft"}
-
-
 def test_reporters_write_their_own_topic_only(sec: Settings) -> None:
     t = names(sec)
     assert produce_as(sec, "reporter-pharos", t.reports("pharos")) is None
