@@ -18,8 +18,7 @@ def register(pipe: Pipeline) -> Any:
     """Subscribe to every reporter's topic and re-key valid referrals by their dedup identity."""
     logic = Intake.build(pipe.registry)
     names = pipe.names
-    source = pipe.app.topic(*[names.reports(r) for r in sorted(pipe.registry.reporters)],
-                            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    source = pipe.source(*[names.reports(r) for r in sorted(pipe.registry.reporters)])
 
     @pipe.app.agent(source, name="signalement.intake")
     async def intake(stream: Any) -> None:

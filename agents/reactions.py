@@ -178,8 +178,7 @@ def register(pipe: Pipeline) -> Any:
     reactor = Reactor(pipe, pipe.table("reactions"), pipe.table("held-decisions"))
     names = pipe.names
     decisions = {names.decisions(op) for op in pipe.registry.operators}
-    source = pipe.app.topic(names.accepted, *sorted(decisions), names.ticks, key_type=bytes, value_type=bytes,
-                            key_serializer="raw", value_serializer="raw")
+    source = pipe.source(names.accepted, *sorted(decisions), names.ticks)
     register_ticks(pipe)
 
     @pipe.app.agent(source, name="signalement.reactions")

@@ -73,8 +73,7 @@ def register(pipe: Pipeline) -> Any:
     table = pipe.table("dedup-items")
     sweeper = Sweeper(pipe, table)
     names = pipe.names
-    source = pipe.app.topic(names.dedup_items, names.ticks, key_type=bytes, value_type=bytes,
-                            key_serializer="raw", value_serializer="raw")
+    source = pipe.source(names.dedup_items, names.ticks)
     register_ticks(pipe)
 
     @pipe.app.agent(source, name="signalement.routing")

@@ -93,8 +93,7 @@ def register(pipe: Pipeline) -> Any:
     """The windows agent and its tables (window states, counted events per referral)."""
     windower = Windower(pipe, pipe.table("window-states"), pipe.table("window-counted"))
     names = pipe.names
-    source = pipe.app.topic(names.window_input, names.ticks, key_type=bytes, value_type=bytes,
-                            key_serializer="raw", value_serializer="raw")
+    source = pipe.source(names.window_input, names.ticks)
     register_ticks(pipe)
 
     @pipe.app.agent(source, name="signalement.windows")

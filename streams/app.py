@@ -51,6 +51,10 @@ class Pipeline:
                                                 partitions=self.settings.partitions)
         return self._topics[name]
 
+    def source(self, *names: str) -> Any:
+        """A raw-bytes Faust topic over several topics, for one agent to consume together."""
+        return self.app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
     def table(self, name: str) -> Any:
         """A bytes->bytes table on RocksDB, partitioned like the topics it is fed from."""
         return self.app.Table(name, default=None, key_type=bytes, value_type=bytes,
