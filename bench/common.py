@@ -13,8 +13,6 @@ import platform
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -77,10 +75,18 @@ class Result:
 
 
 def stack_settings() -> Settings:
-    """The running stack's settings; fails clearly when it is not up."""
-    from streams.stack.manager import ensure_up
+    """The running stack's settings; started (`signalement stack up`) only if it is not running and healthy.
 
-    return ensure_up(Settings.from_env())
+    Other engineers share the stack: a benchmark never restarts a server that is up."""
+    from streams.stack.manager import ensure_up, status
+
+    settings = Settings.from_env()
+    try:
+        if all(row.alive and row.healthy for row in status(settings, show=False)):
+            return settings
+    except Exception:  # an unreadable status: let ensure_up say what is wrong
+        pass
+    return ensure_up(settings)
 
 
 def unique(kind: str) -> str:
@@ -97,7 +103,8 @@ def machine() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
     return {"nproc": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1), "cpu_model": model,
-            "kernel": platform.release(), "machine": platform.machine()}
+            "kernel": platform.release(), "machine": platform.machine(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
 
 
 def _version(package: str) -> str:
@@ -216,7 +223,3 @@ def with_prefix(settings: Settings, prefix: str, tmp: Path, **kw: Any) -> Settin
     return replace(settings, topic_prefix=prefix, app_id=f"{prefix}app", worker_dir=tmp / "worker", **kw)
 
 
-@contextmanager
-def deadline(seconds: float) -> Iterator[float]:
-    """Yields the monotonic time by which the block must be done (callers check it)."""
-    yield time.monotonic() + seconds

@@ -1,12 +1,98 @@
-"""placeholder"""
+"""Crisis burst: referrals of a few items re-reported across reporters (90 % duplicates), sent as fast as
+one producer can while the worker (and the sink) run.
+
+Measured: the producer's rate, time from the first send to the last output record, the worker's
+peak RSS (VmHWM), and the count: distinct referral_ids in the lanes and referrals.unroutable +
+referrals.duplicates + referrals.rejected must equal what was sent. The default size is what fits
+the suite's time budget on this machine; `--size 1000000` runs the full burst, and the report
+gives the 1M figure extrapolated from the measured rate (linear: the dedup state of a crisis is
+small, see bench.state for how the table behaves at scale).
+"""
+
 from __future__ import annotations
 
 import argparse
+import threading
+import time
 
-from bench.common import Result
+from bench import kafkaio
+from bench.common import Result, console
+from bench.load import Crisis
+from bench.pipeline import Run
+
+FULL = 1_000_000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--size", type=int, default=100_000, help=f"referrals in the burst (100000; the issue's: {FULL})")
+    p.add_argument("--duplicates", type=float, default=0.9, help="share of re-reports (0.9)")
+    p.add_argument("--timeout", type=float, default=420.0, help="give up after this many s (420)")
+    p.add_argument("--no-sink", action="store_true", help="run without the ClickHouse sink")
+
+
 def run(args: argparse.Namespace) -> Result:
-    raise NotImplementedError
+    result = Result("crisis", "Crisis burst: 90 % duplicates across reporters, as fast as the producer can",
+                    {"size": args.size, "duplicates": args.duplicates, "sink": not args.no_sink})
+    with Run("crisis", workers=1, sink=not args.no_sink) as run:
+        run.open_tally()
+        run.start()
+        warm = Crisis(duplicates=0.0, seed=3)
+        kafkaio.preload(run.settings, run.names, (warm.next(int(time.time() * 1000)) for _ in range(20)))
+        out = run.wait_outputs(20, 120, quiet_s=0.5)
+        console.print(f"  worker ready after {time.monotonic() - run.started_at:.1f} s")
+        gen = Crisis(duplicates=args.duplicates, seed=17)
+        sent: dict[str, float] = {}
+
+        def burst() -> None:
+            sent["start"] = time.time()
+            now = int(sent["start"] * 1000)
+            counts = kafkaio.preload(run.settings, run.names, (gen.next(now) for _ in range(args.size)))
+            sent["end"] = time.time()
+            sent.update(counts)
+
+        producer = threading.Thread(target=burst, daemon=True)
+        producer.start()
+        rss_peak = 0
+        end = time.monotonic() + args.timeout
+        total = 20 + args.size
+        while time.monotonic() < end:
+            assert run.tally is not None
+            run.tally.poll(2.0)
+            rss_peak = max(rss_peak, run.procs[0].status()["VmRSS"])
+            out = run.outcome(total)
+            if out.complete and not producer.is_alive():
+                run.tally.poll(2.0)
+                break
+            run.check_alive()
+        producer.join(60)
+        out = run.outcome(total)
+        hwm = run.procs[0].status()["VmHWM"]
+        cpu = run.procs[0].cpu_seconds()
+    assert out.last_ts is not None
+    produce_s = sent.get("end", 0) - sent.get("start", 0)
+    drain_s = out.last_ts / 1000 - sent["start"]
+    rate = args.size / drain_s if out.complete else 0.0
+    result.add("producer rate", round(args.size / max(produce_s, 1e-3)), "referrals/s",
+               f"{args.size:,} sent in {produce_s:.1f} s (one confluent-kafka producer)")
+    result.add("burst drained in", round(drain_s, 1) if out.complete else None, "s",
+               "first send -> last output record" if out.complete else
+               f"INCOMPLETE after {args.timeout:.0f} s: {out.accounted:,} of {total:,}")
+    result.add("drain rate", round(rate), "referrals/s")
+    result.add("1M burst drained in (extrapolated)", round(FULL / rate, 0) if rate else None, "s",
+               "linear from the measured rate" if args.size < FULL else "measured")
+    result.add("worker peak RSS", round(max(hwm, rss_peak) / 1024), "MiB", "VmHWM of the worker process")
+    result.add("worker CPU per referral", round(cpu * 1e6 / total), "µs", f"{cpu:.1f} CPU s, start-up included")
+    result.add("items routed", out.items, "", f"{out.lane_records:,} lane records, {out.repeated:,} escalations")
+    result.add("duplicates recorded", out.duplicates)
+    result.add("rejected", out.rejected)
+    lost = total - out.accounted
+    result.add("lost (sent - accounted)", lost, "", f"{total:,} sent incl. 20 warm-up")
+    result.details["outcome"] = out.__dict__
+    result.details["sent"] = {k: v for k, v in sent.items() if k not in ("start", "end")}
+    full = FULL / rate if rate else None
+    result.target("crisis 1M drained", "<= 180 s", f"{full:.0f} s" + (" (extrapolated)" if args.size < FULL else "")
+                  if full else "incomplete", full is not None and full <= 180)
+    result.target("worker RSS during the burst", "<= 1024 MiB", f"{max(hwm, rss_peak) / 1024:.0f} MiB",
+                  max(hwm, rss_peak) <= 1024 * 1024)
+    result.target("nothing lost", "accounted == sent", f"{out.accounted:,} of {total:,}", lost == 0)
+    return result

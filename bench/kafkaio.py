@@ -111,6 +111,7 @@ class Tally:
     topics: list[str]
     keyed: set[str] = field(default_factory=set)  # topics whose distinct keys are kept
     on_message: Callable[[str, bytes | None, int, float], None] | None = None  # (topic, key, ts_ms, received)
+    batch_wait: float = 0.2  # consume() returns after this long or 10,000 messages: short when timing arrivals
 
     def __post_init__(self) -> None:
         self.c = consumer(self.settings)
@@ -128,7 +129,7 @@ class Tally:
             left = end - time.monotonic()
             if left <= 0:
                 return got
-            msgs = self.c.consume(10_000, min(left, 0.2))
+            msgs = self.c.consume(10_000, min(left, self.batch_wait))
             now = time.monotonic()
             for m in msgs:
                 if m.error():

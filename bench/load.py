@@ -113,6 +113,7 @@ class Generator:
     mix: Mix = field(default_factory=Mix)
     seed: int = 1
     dup_distance: int = 2000  # a duplicate re-reports an original at least this many records back
+    hosts: tuple[int, ...] = tuple(range(len(HOSTS)))  # indices into HOSTS originals are drawn from
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -158,7 +159,7 @@ class Generator:
             t = self.template(reporter, UNROUTABLE, instrument, "NONE", "")
             return Record(reporter, rid, t.render(rid, self.token(i), reported_at), "unroutable")
         r -= m.unroutable
-        host = self.rng.randrange(len(HOSTS))
+        host = self.rng.choice(self.hosts)
         if r < m.critical:
             reporter, instrument, label, kind = self.rng.choice(("pharos", "tj-paris")), "REMOVAL_ORDER", "NONE", \
                 "critical"

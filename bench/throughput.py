@@ -36,14 +36,22 @@ def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilin
         wall_outputs = time.monotonic() - run.started_at
         cpu = sum(p.cpu_seconds() for p in run.procs)
         peak = max(p.status()["VmHWM"] for p in run.procs)
-        lag_s = run.wait_lag("worker", 60)
+        lag_s = run.wait_lag("worker", 120)
         wall_worker = time.monotonic() - run.started_at if lag_s is not None else None
+        all_done = time.time()
+        cpu_all = sum(p.cpu_seconds() for p in run.procs)
         sink_s = run.wait_lag("sink", 120) if sink else None
         wall_sink = time.monotonic() - run.started_at if sink_s is not None else None
         rate = n / out.span_s if out.complete else 0.0
         result.add(f"referrals/s, {tag}", round(rate), "referrals/s",
                    f"{n:,} sent, {out.span_s:.1f} s first->last output" if out.complete
                    else f"INCOMPLETE: {out.accounted:,} of {n:,} in {timeout:.0f} s", ratios(rate, ceilings))
+        sustained = 0.0
+        if out.complete and lag_s is not None and out.first_ts is not None:
+            sustained = n / max(1e-3, all_done - out.first_ts / 1000)
+        result.add(f"sustained referrals/s, {tag}", round(sustained), "referrals/s",
+                   "first output -> the worker group committed every source topic (reactions included; "
+                   "offsets are committed every 2.8 s)", ratios(sustained, ceilings))
         result.add(f"lane records/s, {tag}", round(out.lane_records / out.span_s), "records/s",
                    f"{out.lane_records:,} lane records")
         result.add(f"wall to last output, {tag}", round(wall_outputs, 1), "s", "from worker start (start-up included)")
@@ -52,16 +60,18 @@ def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilin
         if sink:
             result.add(f"wall until sink committed all, {tag}", round(wall_sink, 1) if wall_sink else None, "s",
                        "rows in ClickHouse")
-        result.add(f"worker CPU per referral, {tag}", round(cpu * 1e6 / n), "µs",
-                   f"{cpu:.1f} CPU s over all worker processes, start-up included")
+        result.add(f"worker CPU per referral, {tag}", round(cpu_all * 1e6 / n), "µs",
+                   f"{cpu_all:.1f} CPU s over all worker processes until all committed, start-up included "
+                   f"({cpu:.1f} s at the last output)")
         result.add(f"worker peak RSS, {tag}", round(peak / 1024), "MiB", "VmHWM, largest worker process")
         result.details[tag] = {"sent": counts, "outcome": out.__dict__, "accounted": out.accounted}
         ok = out.complete and out.accounted == n
         result.add(f"accounted == sent, {tag}", int(ok), "bool",
                    f"items {out.items:,} + duplicates {out.duplicates:,} + rejected {out.rejected:,} = "
                    f"{out.accounted:,} of {n:,}; {out.repeated} escalations")
-        console.print(f"  {tag}: {rate:,.0f} referrals/s, CPU {cpu:.1f} s, peak RSS {peak / 1024:.0f} MiB")
-        return rate
+        console.print(f"  {tag}: {rate:,.0f} referrals/s to the outputs, {sustained:,.0f}/s sustained, "
+                      f"CPU {cpu_all:.1f} s, peak RSS {peak / 1024:.0f} MiB")
+        return sustained
 
 
 def run(args: argparse.Namespace) -> Result:
@@ -73,7 +83,8 @@ def run(args: argparse.Namespace) -> Result:
     rates = {w: one(args.n, w, not args.no_sink, args.timeout, result, ceilings) for w in counts}
     best1 = rates.get(1, 0.0)
     if 1 in rates:
-        result.target("throughput, 1 worker", ">= 10,000 referrals/s", f"{best1:,.0f}/s", best1 >= 10_000)
+        result.target("throughput, 1 worker (sustained)", ">= 10,000 referrals/s", f"{best1:,.0f}/s",
+                      best1 >= 10_000)
         if "faust" in ceilings:
             r = best1 / ceilings["faust"]
             result.target("ratio to the Faust pass-through", ">= 0.5", f"{r:.2f}", r >= 0.5)
