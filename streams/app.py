@@ -23,6 +23,11 @@ from streams.security import faust_credentials
 from streams.topics import REJECTED_MAX_BYTES, Topics
 
 log = logging.getLogger("signalement")
+# Faust's RocksDB defaults (3 x 64 MiB write buffers and a 2 GiB block cache per partition of
+# each table: 5 tables x 4 partitions here) let memory grow to gigabytes; cap each database.
+ROCKSDB_OPTIONS = {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2,
+                   "target_file_size_base": 16 << 20, "block_cache_size": 16 << 20,
+                   "block_cache_compressed_size": 4 << 20}
 
 
 def now_ms() -> int:
@@ -58,7 +63,7 @@ class Pipeline:
     def table(self, name: str) -> Any:
         """A bytes->bytes table on RocksDB, partitioned like the topics it is fed from."""
         return self.app.Table(name, default=None, key_type=bytes, value_type=bytes,
-                              partitions=self.settings.partitions)
+                              partitions=self.settings.partitions, options=dict(ROCKSDB_OPTIONS))
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Hand one record to the producer (delivered before the source offset is committed).
