@@ -3,6 +3,14 @@
 Window states live in a RocksDB table (one key per window) so a restart resumes them; the
 open windows of each partition are also held in a `WindowBook`, which decides what to emit
 (at most once per interval per window, and once more, closed, after the grace period).
+
+The agent takes events in batches (`stream.take_events`) and handles each partition's events
+together, as that partition's current event (table writes go to its changelog partition):
+every event is counted (its mask written) as before, but each window it touched is stored once
+per batch instead of once per event, and the book is flushed once per batch. An event touches
+12 windows (1 h size, 5 min step), so per-event storage was 13 table writes, i.e. 13 changelog
+records, per reaction: the windows agent's share of the profile under decisions
+(docs/benchmarks.md). Offsets are committed only after the batch is handled.
 """
 
 from __future__ import annotations
@@ -13,11 +21,12 @@ from typing import Any
 
 from agents.logic import windows as logic
 from agents.ticks import register_ticks
-from streams.app import Pipeline, now_ms
+from streams.app import Pipeline, acting_for, now_ms
 from streams.records import Reaction
 
 log = logging.getLogger("signalement.windows")
 WATERMARK = "~watermark|{}"
+BATCH, BATCH_WITHIN_S = 1000, 0.05  # windows are emitted at most once a second: 50 ms of batching is free
 
 
 def _key(key: logic.WindowKey) -> bytes:
@@ -53,6 +62,36 @@ class Windower:
         return self.books[partition]
 
     async def on_reaction(self, msg: Any) -> None:
+        """Count one reaction, store the windows it touched and flush (one event at a time)."""
+        touched: set[logic.WindowKey] = set()
+        self._count(msg, touched)
+        self._store_touched(msg.partition, touched)
+        await self.flush(msg.partition)
+
+    async def on_batch(self, events: list[Any], ticks: str) -> None:
+        """Count a batch partition by partition; store each touched window once; flush each partition once."""
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event)
+        for partition, group in by_partition.items():
+            with acting_for(group[-1]):
+                touched: set[logic.WindowKey] = set()
+                for event in group:
+                    msg = event.message
+                    if msg.topic == ticks:
+                        continue
+                    try:
+                        self._count(msg, touched)
+                    except Exception:  # internal topic: a bug must cost one record, never the stream
+                        log.exception("windows failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+                try:
+                    self._store_touched(partition, touched)
+                    await self.flush(partition)
+                except Exception:
+                    log.exception("windows: storing or flushing partition %s failed", partition)
+
+    def _count(self, msg: Any, touched: set[logic.WindowKey]) -> None:
+        """Add the reaction's uncounted events to the book; note the windows they changed."""
         reaction: Reaction = self.pipe.codec.decode(msg.value, "Reaction")  # type: ignore[assignment]
         rid = reaction["referral_id"].encode()
         mask = self.counted.get(rid)
@@ -66,10 +105,14 @@ class Windower:
             if late:
                 log.info("late event referral=%s kind=%s windows=%s", event.referral_id, event.kind, late)
             for start in logic.windows_for(event.at, book.size_ms, book.step_ms):
-                key = (event.operator_id, event.priority, start)
-                if key in book.states:
-                    self._store(msg.partition, key, book.states[key])
-        await self.flush(msg.partition)
+                touched.add((event.operator_id, event.priority, start))
+
+    def _store_touched(self, partition: int, touched: set[logic.WindowKey]) -> None:
+        book = self.book(partition)
+        for key in sorted(touched):
+            state = book.states.get(key)
+            if state is not None:
+                self._store(partition, key, state)
 
     def _store(self, partition: int, key: logic.WindowKey, state: logic.WindowState) -> None:
         raw = _key(key)
@@ -99,14 +142,7 @@ def register(pipe: Pipeline) -> Any:
     @pipe.app.agent(source, name="signalement.windows")
     async def windows(stream: Any) -> None:
         """internal.windows + ticks -> reaction.windows"""
-        async for event in stream.events():
-            msg = event.message
-            try:
-                if msg.topic == names.ticks:
-                    await windower.flush(msg.partition)
-                else:
-                    await windower.on_reaction(msg)
-            except Exception:  # internal topic: a bug must cost one record, never the stream
-                log.exception("windows failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+            await windower.on_batch(events, names.ticks)
 
     return windows

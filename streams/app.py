@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.streams import _current_event  # the ContextVar Faust's stream iteration sets per event
 
 from streams.codec import Codec, default_codec
 from streams.config import Settings
@@ -32,6 +36,18 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2,
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@contextmanager
+def acting_for(event: Any) -> Iterator[None]:
+    """Make `event` the current event while the block runs, as Faust's own stream iteration does, so
+    table reads and writes go to its partition (and its changelog partition). For agents that take
+    events in batches (`stream.take_events`) and handle them partition by partition."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 @dataclass
