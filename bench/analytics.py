@@ -219,20 +219,50 @@ def generate(client: Any, db: str, n: int) -> dict[str, int]:
             for t in ("reactions", "referrals", "duplicates", "overdue", "reaction_windows")}
 
 
-def run_query(client: Any, query: queries.Query) -> tuple[list[str], list[tuple[Any, ...]]]:
+BIG_MEMORY = {"max_memory_usage": 12_000_000_000}
+
+
+def run_query(client: Any, query: queries.Query, params: dict[str, Any] | None = None,
+              settings: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
     """One run; a dropped connection (the shared stack's ClickHouse restarted by someone) is retried once."""
-    try:
-        return queries.run(client, query)
-    except (EOFError, OSError, ConnectionError) as exc:
-        console.print(f"  {query.name}: {type(exc).__name__} ({exc}); ClickHouse restarted? retrying once")
-        client.disconnect()
-        for _ in range(60):
-            try:
-                client.execute("SELECT 1")
-                break
-            except Exception:
-                time.sleep(1)
-        return queries.run(client, query)
+    for attempt in range(2):
+        try:
+            out, _ = client.execute(query.sql, query.bind(params), with_column_types=True, settings=settings)
+            return out  # type: ignore[no-any-return]
+        except (EOFError, OSError, ConnectionError) as exc:
+            if attempt:
+                raise
+            console.print(f"  {query.name}: {type(exc).__name__} ({exc}); ClickHouse restarted? retrying once")
+            client.disconnect()
+            for _ in range(60):
+                try:
+                    client.execute("SELECT 1")
+                    break
+                except Exception:
+                    time.sleep(1)
+    raise AssertionError("unreachable")
+
+
+def time_query(client: Any, query: queries.Query, runs: int, params: dict[str, Any] | None = None
+               ) -> tuple[list[float], int, str]:
+    """Run times (s), rows out and a note. A query over the stack's per-query memory limit (2 GB) is
+    recorded as such and timed again with a 12 GB limit."""
+    times: list[float] = []
+    out_rows, note, settings = 0, "", None
+    while len(times) < runs:
+        t = time.monotonic()
+        try:
+            out = run_query(client, query, params, settings)
+        except Exception as exc:
+            if "Memory limit" in str(exc) and settings is None:
+                note, settings = "exceeds the stack's 2 GB max_memory_usage; timed with 12 GB; ", BIG_MEMORY
+                continue
+            raise
+        times.append(time.monotonic() - t)
+        out_rows = len(out)
+        if times[0] > 10:  # a slow query: one or two runs say enough, and the suite has a time budget
+            runs = min(runs, 1 if times[0] > 30 else 2)
+    return times, out_rows, note
 
 
 def query_latency(args: argparse.Namespace, result: Result) -> None:
@@ -240,7 +270,7 @@ def query_latency(args: argparse.Namespace, result: Result) -> None:
 
     settings = Settings.from_env()
     db = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = client_for(settings, send_receive_timeout=600)
+    admin = client_for(settings, send_receive_timeout=900)
     try:
         migrate(admin, db)
         t = time.monotonic()
@@ -253,28 +283,27 @@ def query_latency(args: argparse.Namespace, result: Result) -> None:
         for table in counts:
             admin.execute(f"OPTIMIZE TABLE {db}.{table} FINAL")
         result.add("OPTIMIZE ... FINAL, all tables", round(time.monotonic() - t, 1), "s", "stands for background merges")
-        client = client_for(settings, database=db, send_receive_timeout=600)
-        slowest = 0.0
-        for name, query in queries.catalogue().items():
-            times, out_rows = [], 0
-            for run_no in range(args.runs):
-                t = time.monotonic()
-                _, out = run_query(client, query)
-                times.append(time.monotonic() - t)
-                out_rows = len(out)
-                if run_no == 0 and times[0] > 30:  # a batch query: one run says enough
-                    break
-            median = statistics.median(times)
-            slowest = max(slowest, median)
-            result.add(f"query {name}", round(median * 1000), "ms",
-                       f"median of {len(times)}, {out_rows:,} rows out; min {min(times) * 1000:.0f} ms")
-            console.print(f"  {name}: {median * 1000:,.0f} ms ({out_rows:,} rows)")
+        client = client_for(settings, database=db, send_receive_timeout=900)
+        medians: dict[str, float] = {}
+        catalogue = queries.catalogue()
+        plan: list[tuple[str, queries.Query, dict[str, Any] | None]] = [(n, q, None) for n, q in catalogue.items()]
+        day_ago = int(time.time() * 1000) - DAY
+        plan.append(("windows_recomputed, last 24 h", catalogue["windows_recomputed"], {"since_ms": day_ago}))
+        for name, query, params in plan:
+            times, out_rows, note = time_query(client, query, args.runs, params)
+            medians[name] = statistics.median(times)
+            result.add(f"query {name}", round(medians[name] * 1000), "ms",
+                       f"{note}median of {len(times)}, {out_rows:,} rows out; min {min(times) * 1000:.0f} ms")
+            result.details.setdefault("memory_limited", [])
+            if note:
+                result.details["memory_limited"].append(name)
+            console.print(f"  {name}: {medians[name] * 1000:,.0f} ms ({out_rows:,} rows) {note}")
         client.disconnect()
         result.details["counts"] = counts
-        over = [k.removeprefix("query ") for k, f in result.figures.items()
-                if k.startswith("query ") and f.value is not None and f.value > 1000]
-        result.target("catalogue queries, median", "<= 1 s each over 10M reactions",
-                      f"slowest {slowest:.2f} s" + (f"; over 1 s: {', '.join(over)}" if over else ""),
+        over = [n for n, m in medians.items() if m > 1.0 and n in catalogue]
+        slowest = max(m for n, m in medians.items() if n in catalogue)
+        result.target("catalogue queries, median", f"<= 1 s each over {args.rows / 1e6:g}M reactions",
+                      f"slowest {slowest:.1f} s" + (f"; over 1 s: {', '.join(over)}" if over else ""),
                       not over and args.rows >= 10_000_000)
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {db}")

@@ -162,11 +162,13 @@ class Run:
                 next_note = time.monotonic() + 15
         return self.outcome(sent)
 
-    def worker_lag(self) -> int:
-        """Messages of the worker's source topics its group has not committed yet."""
+    def worker_lag(self, topics: list[str] | None = None) -> int:
+        """Messages of the worker's source topics (default: reports.*, internal.dedup, accepted) its group
+        has not committed yet."""
         t = self.tally or self.open_tally()
-        topics = [self.names.reports(r) for r in sorted(self.registry.reporters)]
-        topics += [self.names.dedup_items, self.names.accepted]
+        if topics is None:
+            topics = [self.names.reports(r) for r in sorted(self.registry.reporters)]
+            topics += [self.names.dedup_items, self.names.accepted]
         return kafkaio.group_lag(t.c, self.settings.app_id, kafkaio.partitions(t.c, topics), self.settings)
 
     def sink_lag(self) -> int:
@@ -176,12 +178,12 @@ class Run:
         topics = sorted(routes(self.names, self.registry))
         return kafkaio.group_lag(t.c, f"{self.settings.app_id}-sink", kafkaio.partitions(t.c, topics), self.settings)
 
-    def wait_lag(self, which: str, timeout: float, slack: int = 0) -> float | None:
+    def wait_lag(self, which: str, timeout: float, slack: int = 0, topics: list[str] | None = None) -> float | None:
         """Seconds until the group's lag is at most `slack` (markers, in-flight), None on timeout."""
         start, end = time.monotonic(), time.monotonic() + timeout
-        lag_of = self.worker_lag if which == "worker" else self.sink_lag
         while time.monotonic() < end:
-            if 0 <= lag_of() <= slack:
+            lag = self.worker_lag(topics) if which == "worker" else self.sink_lag()
+            if 0 <= lag <= slack:
                 return time.monotonic() - start
             time.sleep(0.5)
         return None

@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import time
 
+from bench import kafkaio
 from bench.common import Result, ceilings_now, console, ratios
 from bench.load import Generator, Mix
 from bench.pipeline import Run
+from clients.kafka import producer_config
+from streams.codec import default_codec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,9 +26,60 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", default="1,2", help="worker process counts to run, comma-separated (1,2)")
     p.add_argument("--timeout", type=float, default=300.0, help="give up on a run after this many s (300)")
     p.add_argument("--no-sink", action="store_true", help="run without the ClickHouse sink")
+    p.add_argument("--decisions", type=int, default=8_000,
+                   help="routed referrals acknowledged then removed after the 1-worker drain (8000; 0: none)")
 
 
-def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilings: dict[str, float]) -> float:
+def decisions_phase(run: Run, referrals: int, result: Result, timeout: float) -> None:
+    """Operators acknowledge then remove `referrals` routed referrals: reactions, windows, ItemDecided."""
+    by_lane = kafkaio.keys_by_topic(run.settings, run.lanes)
+    picked: list[tuple[str, bytes]] = []
+    lanes = [(lane, keys) for lane, keys in by_lane.items() if keys]
+    while len(picked) < referrals and any(keys for _, keys in lanes):
+        for lane, keys in lanes:
+            if keys and len(picked) < referrals:
+                picked.append((lane.removeprefix(run.prefix).split(".")[1], keys.pop()))
+    codec = default_codec()
+    tally = kafkaio.Tally(run.settings, [run.names.reactions])
+    cpu0 = sum(p.cpu_seconds() for p in run.procs)
+    producer = kafkaio.Producer(producer_config(run.settings))
+    started, now = time.time(), int(time.time() * 1000)
+    for operator, key in picked:
+        for action in ("ACKNOWLEDGED", "REMOVED"):
+            value = codec.encode("OperatorDecision", {"referral_id": key.decode(), "operator_id": operator,
+                                                      "action": action, "acted_at": now, "reason": None,
+                                                      "operator_ref": None})
+            kafkaio.produce(producer, run.names.decisions(operator), key, value)
+        producer.poll(0)
+    producer.flush(60)
+    decisions = 2 * len(picked)
+    end = time.monotonic() + timeout
+    try:
+        while tally.total() < decisions and time.monotonic() < end:
+            tally.poll(1.0)
+            run.check_alive()
+        first, last = tally.span()
+    finally:
+        tally.close()
+    got = tally.by_topic[run.names.reactions].count
+    topics = [run.names.decisions(op) for op in sorted(run.registry.operators)]
+    topics += [run.names.window_input, run.names.dedup_items]
+    run.wait_lag("worker", 120, topics=topics)
+    all_done = time.time() - started
+    cpu = sum(p.cpu_seconds() for p in run.procs) - cpu0
+    rate = decisions / max(1e-3, ((last or 0) - (first or 0)) / 1000) if got >= decisions else 0.0
+    result.add("decisions/s, 1 worker", round(rate), "decisions/s",
+               f"{decisions:,} decisions ({len(picked):,} referrals acknowledged, then removed) -> {got:,} reactions; "
+               "first -> last reaction")
+    result.add("decisions: wall until windows and dedup committed, 1 worker", round(all_done, 1), "s",
+               "first decision sent -> the worker group committed decisions, internal.windows and internal.dedup")
+    result.add("worker CPU per decision, 1 worker", round(cpu * 1e6 / max(1, decisions)), "µs",
+               "reactions + windows (+ the ItemDecided hop through routing)")
+    console.print(f"  decisions: {rate:,.0f}/s, {cpu * 1e6 / max(1, decisions):,.0f} µs CPU each")
+
+
+def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilings: dict[str, float],
+        decisions: int = 0) -> float:
     """One run; adds its figures to result; returns its referrals/s."""
     tag = f"{workers} worker{'s' if workers > 1 else ''}"
     with Run("thr", workers=workers, sink=sink) as run:
@@ -71,6 +125,8 @@ def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilin
                    f"{out.accounted:,} of {n:,}; {out.repeated} escalations")
         console.print(f"  {tag}: {rate:,.0f} referrals/s to the outputs, {sustained:,.0f}/s sustained, "
                       f"CPU {cpu_all:.1f} s, peak RSS {peak / 1024:.0f} MiB")
+        if decisions and ok:
+            decisions_phase(run, decisions, result, timeout)
         return sustained
 
 
@@ -79,8 +135,9 @@ def run(args: argparse.Namespace) -> Result:
     counts = [int(x) for x in str(args.workers).split(",") if x]
     result = Result("throughput", "Throughput: whole worker + ClickHouse sink, realistic mix",
                     {"n": args.n, "workers": counts, "sink": not args.no_sink, "mix": Mix().as_dict(),
-                     "ceilings": ceilings})
-    rates = {w: one(args.n, w, not args.no_sink, args.timeout, result, ceilings) for w in counts}
+                     "decisions": args.decisions, "ceilings": ceilings})
+    rates = {w: one(args.n, w, not args.no_sink, args.timeout, result, ceilings, args.decisions if w == 1 else 0)
+             for w in counts}
     best1 = rates.get(1, 0.0)
     if 1 in rates:
         result.target("throughput, 1 worker (sustained)", ">= 10,000 referrals/s", f"{best1:,.0f}/s",
