@@ -35,7 +35,7 @@ FAUST_BATCHED = "Faust agent pass-through, batched"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n", type=int, default=200_000, help="referrals forwarded by each pass-through (200000)")
+    p.add_argument("--n", type=int, default=100_000, help="referrals forwarded by each pass-through (100000)")
     p.add_argument("--timeout", type=float, default=240.0, help="give up on a pass-through after this many s")
 
 

@@ -1,5 +1,6 @@
-"""State scale: the dedup table at scale, on the store Faust uses (rocksdict, opened with Faust's own
-RocksDBOptions), with the worker's real keys and values (dedup.dumps of an admitted item).
+"""State scale: the dedup table at scale, on the store Faust uses (rocksdict, opened with Faust's
+RocksDBOptions and the worker's table options, streams.app.ROCKSDB_OPTIONS), with the worker's real
+keys and values (dedup.dumps of an admitted item).
 
 Measured: load rate (WriteBatch of 10,000, as Faust applies a changelog during recovery), disk,
 RSS of this process (the table's memory: memtables, block cache, index), random lookups/s of
@@ -26,6 +27,7 @@ from bench import kafkaio
 from bench.common import Result, console
 from bench.load import HOSTS, Generator, Mix
 from bench.pipeline import Run
+from streams.app import ROCKSDB_OPTIONS
 
 CHANGELOG_TABLE = "dedup-items"
 
@@ -82,7 +84,7 @@ def table_scale(args: argparse.Namespace, result: Result) -> None:
     template = sample_value()
     folder = Path(tempfile.mkdtemp(prefix="bench-state-"))
     path = folder / "dedup-items-0.db"
-    options = RocksDBOptions()
+    options = RocksDBOptions(**ROCKSDB_OPTIONS)  # the worker's tables' options (streams.app)
     try:
         rss0 = rss_kib()
         db = options.open(path)
@@ -136,9 +138,10 @@ def table_scale(args: argparse.Namespace, result: Result) -> None:
         result.add("RSS after lookups", round((rss_used - rss0) / 1024), "MiB", "block cache warm")
         result.add("reopen (restart with local state)", round(reopen_s * 1000), "ms", "open + first get")
         result.add("lookups/s right after reopen", round(cold), "gets/s", "cold block cache")
-        result.details["rocksdb_options"] = {k: getattr(options, k) for k in
+        result.details["rocksdb_options"] = {k: getattr(options, k, None) for k in
                                              ("max_open_files", "write_buffer_size", "max_write_buffer_number",
-                                              "block_cache_size", "bloom_filter_size")}
+                                              "target_file_size_base", "block_cache_size",
+                                              "block_cache_compressed_size", "bloom_filter_size")}
         console.print(f"  {args.keys:,} keys: {args.keys / load_s:,.0f} keys/s, disk {disk / 2**20:,.0f} MiB, "
                       f"{len(present) / hit_s:,.0f} gets/s, reopen {reopen_s * 1000:.0f} ms")
     finally:
