@@ -84,7 +84,7 @@ def table_scale(args: argparse.Namespace, result: Result) -> None:
     template = sample_value()
     folder = Path(tempfile.mkdtemp(prefix="bench-state-"))
     path = folder / "dedup-items-0.db"
-    options = RocksDBOptions(**ROCKSDB_OPTIONS)  # the worker's tables' options (streams.app)
+    options = RocksDBOptions(**dict(ROCKSDB_OPTIONS))  # type: ignore[arg-type]  # the worker's table options
     try:
         rss0 = rss_kib()
         db = options.open(path)
