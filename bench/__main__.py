@@ -3,6 +3,8 @@
     python -m bench ceilings --n 200000
     python -m bench throughput --workers 1
     python -m bench all            # every benchmark with its default (time-bounded) parameters
+    python -m bench report         # the results as Markdown into docs/benchmarks.md
+    python -m bench profile        # where the worker's time goes (py-spy; not part of `all`)
 
 Results go to bench/results/<name>.json; docs/benchmarks.md explains the method and the figures.
 """
@@ -34,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in BENCHMARKS.items():
         importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text))
     sub.add_parser("all", help="every benchmark, defaults, in order")
+    from bench import profile, report
+
+    report.add_arguments(sub.add_parser("report", help="the results as Markdown into docs/benchmarks.md"))
+    profile.add_arguments(sub.add_parser("profile", help="py-spy samples of the worker, grouped (not in `all`)"))
     return parser
 
 
@@ -56,6 +62,12 @@ def run_one(name: str, args: argparse.Namespace) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.name == "report":
+        from bench import report
+
+        return report.run(args)
+    if args.name == "profile":
+        BENCHMARKS["profile"] = ("bench.profile", "py-spy samples of the worker, grouped")
     if args.name != "all":
         return 0 if run_one(args.name, args) else 1
     started, failed = time.monotonic(), []

@@ -8,25 +8,27 @@ moment - reported_at; "produced" latency uses the timestamp the worker's produce
 record. The sustained throughput is the 1-worker figure of bench/results/throughput.json.
 
 Critical under backlog: the pipeline routes a backlog into google's standard lane first; then an
-operator client for google (clients.operator, strict lane priority) works through it slowly (a few
-ms per standard referral) while the mix keeps flowing at 50 % and critical removal orders for
-google arrive; a critical referral's latency ends when the operator's handler receives it.
+operator client for google (clients.operator, strict lane priority, in its own process:
+bench.operator_probe) works through it slowly (a few ms per standard referral) while the mix keeps
+flowing at 50 % and critical removal orders for google arrive; a critical referral's latency ends
+when the operator's handler receives it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import kafkaio
+from bench import kafkaio, procs
 from bench.common import Result, console, load_result
 from bench.load import Generator, Mix
 from bench.pipeline import Run
 from clients.kafka import producer_config
-from clients.operator import OperatorClient
 
 LEVELS = (0.1, 0.5, 0.8)
 SUSTAINED = "sustained referrals/s, 1 worker"
@@ -58,7 +60,7 @@ class Pacer:
     sent: dict[bytes, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.producer = kafkaio.Producer(producer_config(self.run.settings))
+        self.producer = kafkaio.Producer(producer_config(self.run.settings, log_level=0))
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.achieved = 0.0
 
@@ -171,43 +173,33 @@ def critical_phase(run: Run, arrivals: Arrivals, args: argparse.Namespace, rate:
     while run.tally.by_topic[standard].count < before + args.backlog and time.monotonic() < end:
         run.tally.poll(1.0)
     queued = run.tally.by_topic[standard].count
+    run.wait_lag("worker", 120)  # the worker is done with the backlog (reactions included): only the lane holds it
     console.print(f"  google's standard lane holds {queued:,} referrals; operator starts")
-
-    latencies: list[int] = []
-    handled = {"standard": 0, "critical": 0}
-    sleep_s = args.standard_ms / 1000
-
-    def handler(referral: dict[str, Any]) -> None:
-        if referral["priority"] == "CRITICAL":
-            if referral["referral_id"].encode() in critical.sent:  # not the earlier levels' criticals
-                latencies.append(now_ms() - referral["reported_at"])
-            handled["critical"] += 1
-        else:
-            handled["standard"] += 1
-            time.sleep(sleep_s)
 
     crit_gen = Generator(mix=Mix(duplicates=0, labelled=0, critical=1.0, malformed=0, unroutable=0), seed=43,
                          hosts=(0,))
     critical = Pacer(run, crit_gen, args.critical_rate, args.seconds)
-    client = OperatorClient(run.settings, "google", handler, group_id=f"{run.prefix}bench-operator")
-    worker = threading.Thread(target=client.run, kwargs={"timeout": args.seconds + 25}, daemon=True)
-    worker.start()
-    time.sleep(3)  # the operator is assigned and busy with the backlog
     background = Pacer(run, Generator(seed=47), 0.5 * rate, args.seconds)
-    arrivals.pacers += [background, critical]
-    background.start()
-    critical.start()
-    while critical.thread.is_alive():
-        run.tally.poll(0.5)
-    background.join()
-    critical.join()
-    end = time.monotonic() + 20
-    while len(latencies) < len(critical.sent) and time.monotonic() < end:
-        run.tally.poll(0.5)
+    out = run.tmp / "operator.json"
+    probe = procs.Proc([sys.executable, "-m", "bench.operator_probe", "google", str(args.seconds + 20),
+                        str(args.standard_ms), str(out)], procs.env_for(run.settings), run.tmp / "operator.log").start()
+    try:
+        time.sleep(4)  # the operator is assigned and busy with the backlog
+        arrivals.pacers += [background, critical]
+        background.start()
+        critical.start()
+        while critical.thread.is_alive():
+            run.tally.poll(0.5)
+        background.join()
+        critical.join()
+        assert probe.proc is not None
+        probe.proc.wait(args.seconds + 60)
+    finally:
+        probe.stop()
+    report: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {"critical": [], "other": 0}
+    latencies = [ms for rid, ms in report["critical"] if rid.encode() in critical.sent]
+    handled = {"standard": int(report["other"]), "critical": len(report["critical"])}
     backlog_left = run.tally.by_topic[standard].count - handled["standard"]
-    client.stop()
-    worker.join(30)
-    client.close()
     lat = percentiles(latencies)
     in_lane = percentiles(arrivals.of(critical)[0])
     note = (f"{lat['n']} of {len(critical.sent)} critical referrals; operator handled {handled['standard']:,} standard "

@@ -33,7 +33,7 @@ CHANGELOG_TABLE = "dedup-items"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--keys", type=int, default=3_000_000, help="keys in the table (3000000; the issue's: 10000000)")
+    p.add_argument("--keys", type=int, default=10_000_000, help="keys in the table (10000000)")
     p.add_argument("--lookups", type=int, default=200_000, help="random gets timed (200000)")
     p.add_argument("--changelog-keys", type=int, default=200_000,
                    help="keys in the changelog a fresh worker recovers from (200000; 0 to skip)")

@@ -1,0 +1,96 @@
+"""`python -m bench profile`: where the worker's time goes, sampled with py-spy (not part of `all`).
+
+A worker drains a backlog of the realistic mix (then operators decide on part of it) while py-spy
+samples it (`py-spy record --format raw`, 100 Hz, all threads). The samples are grouped into the
+pipeline's own steps and Faust / aiokafka / asyncio machinery; the JSON keeps the top frames.
+Needs py-spy (`.venv/bin/pip install py-spy`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.common import Result, console
+from bench.load import Generator, Mix
+from bench.pipeline import Run
+
+# (category, substring of a frame): the first category whose pattern is in a sample's stack wins
+CATEGORIES = (
+    ("consumer thread (aiokafka fetches; mostly idle)", "WorkerThread.run"),
+    ("intake agent (decode, validate, normalise, encode, send)", "register.<locals>.intake "),
+    ("routing agent (decode, dedup table, encode, sends)", "register.<locals>.routing "),
+    ("reactions agent", "register.<locals>.reactions "),
+    ("windows agent", "register.<locals>.windows "),
+    ("Faust fetcher and conductor (per message in)", "Fetcher._fetcher"),
+    ("Faust changelog buffer (table writes out)", "ProducerBuffer"),
+    ("aiokafka produce requests and sender", "Sender._"),
+    ("Faust changelog bookkeeping (persisted offsets)", "set_persisted_offset"),
+    ("idle (event loop select)", "EpollSelector.select"),
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, default=40_000, help="referrals in the backlog (40000)")
+    p.add_argument("--decisions", type=int, default=6_000, help="referrals then acknowledged and removed (6000)")
+    p.add_argument("--seconds", type=int, default=30, help="seconds sampled per phase (30)")
+
+
+def summarise(raw: Path, top: int = 25) -> dict[str, object]:
+    cats: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        own[frames[-1]] += n
+        cats[next((name for name, pat in CATEGORIES if pat in stack), "other (asyncio, Faust streams, sensors)")] += n
+    share = {k: round(100 * v / max(1, total), 1) for k, v in cats.most_common()}
+    return {"samples": total, "categories_pct": share,
+            "top_self_pct": {k: round(100 * v / max(1, total), 1) for k, v in own.most_common(top)}}
+
+
+def spy(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([exe, "record", "-o", str(out), "-f", "raw", "-r", "100", "-d", str(seconds), "--pid",
+                             str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run(args: argparse.Namespace) -> Result:
+    from bench.throughput import decisions_phase
+
+    if not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists()):
+        raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
+    result = Result("profile", "Profile: where the worker's time goes (py-spy samples)",
+                    {"n": args.n, "decisions": args.decisions, "seconds": args.seconds})
+    with Run("prof", workers=1, sink=True) as run:
+        run.preload(Generator(mix=Mix(), seed=3).records(args.n, int(time.time() * 1000)))
+        run.open_tally()
+        run.start()
+        time.sleep(8)  # past start-up
+        raw = run.tmp / "referrals.txt"
+        proc = spy(run.procs[0].pid, raw, args.seconds)
+        run.wait_outputs(args.n, 600)
+        run.wait_lag("worker", 120)
+        proc.wait()
+        result.details["referrals"] = summarise(raw)
+        if args.decisions:
+            raw = run.tmp / "decisions.txt"
+            proc = spy(run.procs[0].pid, raw, args.seconds)
+            decisions_phase(run, args.decisions, result, 300)
+            proc.wait()
+            result.details["decisions"] = summarise(raw)
+    for phase in ("referrals", "decisions"):
+        summary = result.details.get(phase)
+        if isinstance(summary, dict):
+            for name, pct in summary["categories_pct"].items():
+                result.add(f"{phase}: {name}", pct, "% of samples")
+    console.print(result.details)
+    return result

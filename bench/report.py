@@ -1,0 +1,90 @@
+"""`python -m bench report`: the results in bench/results/*.json as Markdown, written into docs/benchmarks.md
+between the `<!-- results:begin -->` and `<!-- results:end -->` markers (or printed with --print).
+
+So the figures in the docs are exactly those of the JSON files, with their ceiling ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS, console
+from streams.config import ROOT
+
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+ORDER = ("ceilings", "throughput", "latency", "crisis", "state", "analytics")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--print", action="store_true", help="print the Markdown instead of updating docs/benchmarks.md")
+
+
+def _value(fig: dict[str, Any]) -> str:
+    v = fig.get("value")
+    if v is None:
+        return "-"
+    if isinstance(v, float) and not v.is_integer():
+        return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
+    return f"{int(v):,}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def section(doc: dict[str, Any]) -> str:
+    figs = doc.get("figures", {})
+    lines = [f"### {doc['benchmark']}: {doc.get('title', '')}", "",
+             f"{doc.get('started_at', '?')}, {doc.get('duration_s', '?')} s, git {doc.get('git', {}).get('describe', '?')}; "
+             f"parameters: `{json.dumps(doc.get('parameters', {}), default=str)}`", "",
+             "| figure | value | unit | / raw | / Faust | note |", "|---|---:|---|---:|---:|---|"]
+    for label, fig in figs.items():
+        r = fig.get("ratios", {})
+        raw = f"{r['raw']:.3f}" if "raw" in r else ""
+        faust = f"{r['faust']:.2f}" if "faust" in r else ""
+        lines.append(f"| {_cell(label)} | {_value(fig)} | {fig.get('unit', '')} | {raw} | {faust} | "
+                     f"{_cell(fig.get('note', ''))} |")
+    targets = doc.get("targets", [])
+    if targets:
+        lines += ["", "| target | limit | measured | met |", "|---|---|---|---|"]
+        for t in targets:
+            lines.append(f"| {_cell(t['name'])} | {_cell(t['limit'])} | {_cell(t['measured'])} | "
+                         f"{'yes' if t['met'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+def markdown() -> str:
+    docs = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        doc = json.loads(path.read_text())
+        docs[doc.get("benchmark", path.stem)] = doc
+    if not docs:
+        return "_No results yet: run `make bench`._"
+    any_doc = next(iter(docs.values()))
+    m, v = any_doc.get("machine", {}), any_doc.get("versions", {})
+    head = [f"Machine: {m.get('nproc')} cores ({m.get('cpu_model')}), {m.get('memory_gib')} GiB, kernel "
+            f"{m.get('kernel')}. Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".", ""]
+    body = [section(docs[name]) for name in ORDER if name in docs]
+    body += [section(doc) for name, doc in docs.items() if name not in ORDER]
+    return "\n".join(head) + "\n" + "\n\n".join(body)
+
+
+def run(args: argparse.Namespace) -> int:
+    text = markdown()
+    if args.print or not DOC.exists():
+        print(text)
+        return 0
+    doc = DOC.read_text()
+    if BEGIN not in doc or END not in doc:
+        console.print(f"{DOC} has no {BEGIN} / {END} markers; printing instead")
+        print(text)
+        return 0
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    console.print(f"results written into {Path(DOC).relative_to(ROOT)}")
+    return 0
