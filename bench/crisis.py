@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> Result:
                "linear from the measured rate" if args.size < FULL else "measured")
     result.add("worker peak RSS", round(max(hwm, rss_peak) / 1024), "MiB", "VmHWM of the worker process")
     result.add("worker CPU per referral", round(cpu * 1e6 / total), "µs", f"{cpu:.1f} CPU s, start-up included")
-    result.add("items routed", out.items, "", f"{out.lane_records:,} lane records, {out.repeated:,} escalations")
+    result.add("items routed", out.items, "", f"{out.lane_records:,} lane records, {out.repeated:,} of an id already "
+               f"in a lane ({out.shown_twice} of them not escalated)")
     result.add("duplicates recorded", out.duplicates)
     result.add("rejected", out.rejected)
     lost = total - out.accounted

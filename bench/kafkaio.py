@@ -16,6 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 
 from bench.load import Record
 from clients.kafka import producer_config
+from streams.codec import default_codec
 from streams.config import Settings
 from streams.topics import Topics
 
@@ -112,6 +113,7 @@ class Tally:
     keyed: set[str] = field(default_factory=set)  # topics whose distinct keys are kept
     on_message: Callable[[str, bytes | None, int, float], None] | None = None  # (topic, key, ts_ms, received)
     batch_wait: float = 0.2  # consume() returns after this long or 10,000 messages: short when timing arrivals
+    distinct: set[str] = field(default_factory=set)  # other topics whose distinct keys are counted (rejected)
 
     def __post_init__(self) -> None:
         self.c = consumer(self.settings)
@@ -120,6 +122,8 @@ class Tally:
         self.by_topic = {t: TopicTally() for t in self.topics}
         self.keys: set[bytes] = set()
         self.repeated = 0
+        self.repeated_not_escalated = 0  # a referral in a lane twice without being escalated: shown twice
+        self.distinct_keys: dict[str, set[bytes]] = {t: set() for t in self.distinct}
 
     def poll(self, seconds: float) -> int:
         """Read for up to `seconds`; returns how many messages were read."""
@@ -147,8 +151,12 @@ class Tally:
                     k = m.key() or b""
                     if k in keys:
                         self.repeated += 1
+                        if not default_codec().decode(m.value(), "RoutedReferral")["escalated"]:
+                            self.repeated_not_escalated += 1
                     else:
                         keys.add(k)
+                elif topic in self.distinct_keys:
+                    self.distinct_keys[topic].add(m.key() or b"")
                 if hook is not None:
                     hook(topic, m.key(), ts, time.time())
             got += len(msgs)

@@ -40,8 +40,10 @@ class Outcome:
     lane_records: int
     unroutable: int
     duplicates: int
-    rejected: int
+    rejected: int  # distinct rejected records (by key: every benchmark record has its own)
     repeated: int  # lane records of a referral_id already seen (escalations)
+    rejected_records: int  # rejections written (a record redelivered after a rebalance is rejected again)
+    shown_twice: int  # lane records repeating a referral_id without escalation
     first_ts: int | None
     last_ts: int | None
     complete: bool
@@ -111,7 +113,8 @@ class Run:
         return counts
 
     def open_tally(self, **kw: Any) -> kafkaio.Tally:
-        self.tally = kafkaio.Tally(self.settings, self.outputs, keyed={*self.lanes, self.names.unroutable}, **kw)
+        self.tally = kafkaio.Tally(self.settings, self.outputs, keyed={*self.lanes, self.names.unroutable},
+                                   distinct={self.names.rejected}, **kw)
         return self.tally
 
     def start(self) -> None:
@@ -138,10 +141,11 @@ class Run:
         assert t is not None
         lane_records = t.total(self.lanes)
         first, last = t.span()
-        dups, rejected = t.by_topic[self.names.duplicates].count, t.by_topic[self.names.rejected].count
+        dups, rejected = t.by_topic[self.names.duplicates].count, len(t.distinct_keys[self.names.rejected])
         items = len(t.keys)
         return Outcome(sent, items, lane_records, t.by_topic[self.names.unroutable].count, dups, rejected,
-                       t.repeated, first, last, items + dups + rejected >= sent)
+                       t.repeated, t.by_topic[self.names.rejected].count, t.repeated_not_escalated, first, last,
+                       items + dups + rejected >= sent)
 
     def wait_outputs(self, sent: int, timeout: float, quiet_s: float = 3.0) -> Outcome:
         """Tally outputs until every sent referral is accounted for (or timeout); then a short quiet period

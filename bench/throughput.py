@@ -122,7 +122,10 @@ def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilin
         ok = out.complete and out.accounted == n
         result.add(f"accounted == sent, {tag}", int(ok), "bool",
                    f"items {out.items:,} + duplicates {out.duplicates:,} + rejected {out.rejected:,} = "
-                   f"{out.accounted:,} of {n:,}; {out.repeated} escalations")
+                   f"{out.accounted:,} of {n:,}; {out.repeated} lane records of an id already in a lane "
+                   f"({out.repeated - out.shown_twice} escalations, {out.shown_twice} not escalated: shown twice); "
+                   f"{out.rejected_records - out.rejected} rejections written twice (records redelivered after a "
+                   "rebalance, at_least_once)")
         console.print(f"  {tag}: {rate:,.0f} referrals/s to the outputs, {sustained:,.0f}/s sustained, "
                       f"CPU {cpu_all:.1f} s, peak RSS {peak / 1024:.0f} MiB")
         if decisions and ok:
