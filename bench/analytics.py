@@ -306,7 +306,10 @@ def query_latency(args: argparse.Namespace, result: Result) -> None:
                       f"slowest {slowest:.1f} s" + (f"; over 1 s: {', '.join(over)}" if over else ""),
                       not over and args.rows >= 10_000_000)
     finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {db}")
+        try:
+            admin.execute(f"DROP DATABASE IF EXISTS {db}")
+        except Exception as exc:  # e.g. the shared ClickHouse restarted meanwhile: say so, keep the real error
+            console.print(f"  could not drop {db}: {type(exc).__name__}: {exc}")
         admin.disconnect()
 
 
