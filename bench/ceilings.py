@@ -14,6 +14,7 @@ as a ratio to these two.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -127,4 +128,5 @@ def run(args: argparse.Namespace) -> Result:
             tally.close()
     finally:
         delete_topics(base, [prefix])
+        shutil.rmtree(tmp, ignore_errors=True)
     return result
