@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="name", required=True)
     for name, (module, help_text) in BENCHMARKS.items():
-        importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text))
+        importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text.replace("%", "%%")))
     sub.add_parser("all", help="every benchmark, defaults, in order")
     from bench import profile, report
 
