@@ -24,18 +24,21 @@ def register(pipe: Pipeline) -> Any:
     async def intake(stream: Any) -> None:
         """reports.* -> internal.dedup | referrals.rejected"""
         async for event in stream.events():
-            msg = event.message
-            try:
-                ref = cast(Referral, pipe.codec.decode(msg.value, "Referral"))
-                cand = logic.candidate(ref, names.reporter_of(msg.topic) or "", now_ms())
-            except RejectedError as exc:
-                await pipe.reject(msg, exc.code, exc.message)
-                continue
-            except Exception as exc:  # a bug must cost one record, never the stream
-                log.exception("intake failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
-                await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
-                continue
-            key = dedup_key(cand["operator_id"], cand["normalized_url"]).encode()
-            await pipe.send(names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
+            async with pipe.work(event):
+                await take(event.message)
+
+    async def take(msg: Any) -> None:
+        try:
+            ref = cast(Referral, pipe.codec.decode(msg.value, "Referral"))
+            cand = logic.candidate(ref, names.reporter_of(msg.topic) or "", now_ms())
+        except RejectedError as exc:
+            await pipe.reject(msg, exc.code, exc.message)
+            return
+        except Exception as exc:  # a bug must cost one record, never the stream
+            log.exception("intake failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+            await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+            return
+        key = dedup_key(cand["operator_id"], cand["normalized_url"]).encode()
+        await pipe.send(names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
 
     return intake

@@ -185,18 +185,21 @@ def register(pipe: Pipeline) -> Any:
     async def reactions(stream: Any) -> None:
         """accepted + decisions + ticks -> reactions, overdue, internal.windows | rejected"""
         async for event in stream.events():
-            msg = event.message
-            try:
-                if msg.topic == names.ticks:
-                    await reactor.on_tick(msg.partition)
-                elif msg.topic == names.accepted:
-                    await reactor.on_routed(msg)
-                else:
-                    await reactor.on_decision(msg)
-            except RejectedError as exc:
-                await pipe.reject(msg, exc.code, exc.message)
-            except Exception as exc:  # a bug must cost one record, never the stream
-                log.exception("reactions failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
-                await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+            async with pipe.work(event):
+                await handle(event.message)
+
+    async def handle(msg: Any) -> None:
+        try:
+            if msg.topic == names.ticks:
+                await reactor.on_tick(msg.partition)
+            elif msg.topic == names.accepted:
+                await reactor.on_routed(msg)
+            else:
+                await reactor.on_decision(msg)
+        except RejectedError as exc:
+            await pipe.reject(msg, exc.code, exc.message)
+        except Exception as exc:  # a bug must cost one record, never the stream
+            log.exception("reactions failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+            await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
 
     return reactions

@@ -80,18 +80,21 @@ def register(pipe: Pipeline) -> Any:
     async def routing(stream: Any) -> None:
         """internal.dedup + ticks -> referrals.accepted + lane | duplicates | unroutable"""
         async for event in stream.events():
-            msg = event.message
-            if msg.topic == names.ticks:
-                try:
-                    sweeper.sweep(msg.partition, now_ms())
-                except Exception:  # expiry is housekeeping: it must never stop routing
-                    log.exception("dedup sweep failed on partition %s", msg.partition)
-                continue
+            async with pipe.work(event):
+                await handle(event.message)
+
+    async def handle(msg: Any) -> None:
+        if msg.topic == names.ticks:
             try:
-                await route(msg)
-            except Exception as exc:  # a bug must cost one record (dead-lettered), never the stream
-                log.exception("routing failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
-                await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+                sweeper.sweep(msg.partition, now_ms())
+            except Exception:  # expiry is housekeeping: it must never stop routing
+                log.exception("dedup sweep failed on partition %s", msg.partition)
+            return
+        try:
+            await route(msg)
+        except Exception as exc:  # a bug must cost one record (dead-lettered), never the stream
+            log.exception("routing failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+            await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
 
     async def route(msg: Any) -> None:
         key = msg.key

@@ -75,20 +75,21 @@ class Windower:
             by_partition[event.message.partition].append(event)
         for partition, group in by_partition.items():
             with acting_for(group[-1]):
-                touched: set[logic.WindowKey] = set()
-                for event in group:
-                    msg = event.message
-                    if msg.topic == ticks:
-                        continue
+                async with self.pipe.work(*group):
+                    touched: set[logic.WindowKey] = set()
+                    for event in group:
+                        msg = event.message
+                        if msg.topic == ticks:
+                            continue
+                        try:
+                            self._count(msg, touched)
+                        except Exception:  # internal topic: a bug must cost one record, never the stream
+                            log.exception("windows failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
                     try:
-                        self._count(msg, touched)
-                    except Exception:  # internal topic: a bug must cost one record, never the stream
-                        log.exception("windows failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
-                try:
-                    self._store_touched(partition, touched)
-                    await self.flush(partition)
-                except Exception:
-                    log.exception("windows: storing or flushing partition %s failed", partition)
+                        self._store_touched(partition, touched)
+                        await self.flush(partition)
+                    except Exception:
+                        log.exception("windows: storing or flushing partition %s failed", partition)
 
     def _count(self, msg: Any, touched: set[logic.WindowKey]) -> None:
         """Add the reaction's uncounted events to the book; note the windows they changed."""

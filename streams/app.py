@@ -10,8 +10,8 @@ import logging
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,8 @@ from faust.streams import _current_event  # the ContextVar Faust's stream iterat
 
 from streams.codec import Codec, default_codec
 from streams.config import Settings
+from streams.eos import OUTBOX, Outbox, TransactionalTable, work_lock
+from streams.eos import install as install_transactions
 from streams.policy import Policy
 from streams.records import Rejection
 from streams.registry import Registry
@@ -81,7 +83,36 @@ class Pipeline:
         return self.app.Table(name, default=None, key_type=bytes, value_type=bytes,
                               partitions=self.settings.partitions, options=dict(ROCKSDB_OPTIONS))
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    @property
+    def exactly_once(self) -> bool:
+        return self.settings.guarantee == "exactly_once"
+
+    @asynccontextmanager
+    async def work(self, *events: Any) -> AsyncIterator[None]:
+        """Handle `events` (of one partition) as one unit of work: no commit can split it.
+
+        Under exactly_once, table writes made in the block are sent into the partition's
+        transaction at its end, and the events are acknowledged before a commit can run, so a
+        transaction holds whole events with their offsets (streams/eos.py). Under at_least_once
+        the block only orders commits after whole events.
+        """
+        async with work_lock(self.app):
+            box: Outbox = []
+            token = OUTBOX.set(box) if self.exactly_once else None
+            try:
+                yield
+            finally:
+                if token is not None:
+                    OUTBOX.reset(token)
+            for topic, key, value, partition, on_sent in box:
+                fut = await self.send(topic, key, value, partition)
+                fut.add_done_callback(on_sent)
+            for event in events:
+                # a message other agents also read (the ticks) is left to Faust's count of readers
+                if event.message.refcount <= 1:
+                    event.ack()
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> Any:
         """Hand one record to the producer (delivered before the source offset is committed).
 
         Straight to the app's producer (the transaction manager under exactly_once), as
@@ -91,8 +122,9 @@ class Pipeline:
         producer = self._producer
         if producer is None:
             producer = self._producer = await self.app.maybe_start_producer()
-        fut = await producer.send(topic, key, value, None, None, None)
+        fut = await producer.send(topic, key, value, partition, None, None)
         fut.add_done_callback(self._delivered)
+        return fut
 
     def _delivered(self, fut: Any) -> None:
         exc = None if fut.cancelled() else fut.exception()
@@ -118,10 +150,11 @@ class Pipeline:
 
 PRODUCER_LINGER_S = 0.005
 PRODUCER_BATCH_BYTES = 262_144
+SESSION_TIMEOUT_S = 10.0
 
 
 def build_app(settings: Settings) -> faust.App:
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
         broker_credentials=faust_credentials(settings),  # SCRAM when SIGNALEMENT_KAFKA_USER is set
@@ -134,6 +167,7 @@ def build_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         processing_guarantee=settings.guarantee,
+        Table=TransactionalTable,  # changelog records in the event's transaction under exactly_once
         table_cleanup_interval=3600.0,
         producer_max_request_size=REJECTED_MAX_BYTES,  # a dead letter carries a whole refused record
         # Faust's default linger is 0: every send became its own produce request (aiokafka's request
@@ -141,7 +175,13 @@ def build_app(settings: Settings) -> faust.App:
         # 5 ms of linger and 256 KiB batches cost at most 5 ms per hop.
         producer_linger=PRODUCER_LINGER_S,
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
+        # a killed worker's partitions wait for its session to expire before anyone resumes them:
+        # 10 s instead of Faust's 60 s (heartbeats every 3 s; the broker's minimum is 6 s)
+        broker_session_timeout=SESSION_TIMEOUT_S,
     )
+    if settings.guarantee == "exactly_once":
+        install_transactions(app, settings.confluent())
+    return app
 
 
 def build_pipeline(settings: Settings | None = None) -> Pipeline:

@@ -55,7 +55,7 @@ class Settings:
     reporters_path: Path = ROOT / "config" / "reporters.yaml"
     operators_path: Path = ROOT / "config" / "operators.yaml"
     log_level: str = "INFO"
-    guarantee: str = "at_least_once"  # exactly_once: Faust transactions (fenced after restarts: not yet usable)
+    guarantee: str = "exactly_once"  # or at_least_once (streams/eos.py, docs/reliability.md)
     secure: bool = False  # `stack up` also starts the SASL/SCRAM broker with ACLs (streams.security)
     secure_kafka_port: int = DEFAULT_PORTS["secure_kafka_port"]
     secure_controller_port: int = DEFAULT_PORTS["secure_controller_port"]

@@ -44,5 +44,12 @@ def run(args: argparse.Namespace) -> Any:
     if created:
         log.info("created %d topics", len(created))
     register_all(pipe)
+    if pipe.exactly_once:
+        from pathlib import Path
+
+        from streams.eos import clean_start
+
+        kept = clean_start(Path(pipe.app.conf.tabledir))
+        log.info("exactly-once: local tables %s", "kept (clean shutdown)" if kept else "restored from changelogs")
     worker = faust.Worker(pipe.app, loglevel=args.loglevel, quiet=True)
     return worker.execute_from_commandline()

@@ -1,0 +1,250 @@
+"""Exactly-once processing: one Kafka transaction per source partition, holding that partition's
+outputs, its table changelog records and its consumed offsets.
+
+Faust 0.15.3's `processing_guarantee="exactly_once"` is not exactly-once as shipped; read in
+`faust/transport/consumer.py` and `faust/tables/base.py`:
+
+1. `TransactionManager.send` picks the transaction by the *destination* partition, so an event's
+   outputs land in other partitions' transactions, committed one after the other: a kill between
+   two commits keeps the offset of an event and loses the outputs it made (or the reverse).
+2. Table changelog records go through `app.producer.send_soon`, outside any transaction: after a
+   kill the table remembers events whose outputs were aborted, and their replay emits nothing.
+3. A commit may run while an agent is half-way through an event (it awaits between two sends), so
+   one transaction can hold the first half of an event's outputs and the next one the rest.
+4. Sends from timers (the ticks) have no source partition and were put in a transaction anyway.
+5. Table recovery takes each changelog's end from `last_stable_offset`, which aiokafka knows only
+   after a fetch of that partition: right after a restart it is None, the end is taken as -1, and
+   the worker either restores nothing or stops on a ConsistencyError. And a changelog written in
+   transactions ends with a commit marker, never delivered to a consumer, so recovery waits for
+   it until a 2 x 5 s timeout ("Aborted tx until highwater"). We give recovery the offset after
+   the last *committed record* of each changelog (`last_records`): exact, and nothing to wait for.
+
+Here every send made while an event is being handled goes to the transaction of the event's own
+source partition (Kafka Streams' "task"); table writes are queued during the event and sent into
+the same transaction before it is acknowledged; `Pipeline.work` holds `work_lock` for the whole
+event, and commits take the same lock, so a transaction always holds whole events and the
+offsets of exactly those events. Timer sends go out non-transactionally (a tick repeated or lost
+is harmless: every tick-driven step is idempotent). After a kill the local RocksDB may hold
+writes of aborted transactions, so `worker.py` wipes it unless the last shutdown was clean
+(`CLEAN_MARK`), and Faust restores the tables from their committed changelogs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.streams import current_event
+from faust.transport.consumer import TransactionManager
+from faust.types import TP
+
+log = logging.getLogger("signalement.eos")
+CLEAN_MARK = "clean-shutdown"
+
+# Table writes of the event being handled, to be sent in its transaction: (topic, key, value, partition, on_sent).
+Outbox = list[tuple[str, bytes, bytes | None, int | None, Any]]
+OUTBOX: ContextVar[Outbox | None] = ContextVar("signalement_outbox", default=None)
+
+_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def work_lock(app: Any) -> asyncio.Lock:
+    """The app's event/commit boundary: held while an event is handled and while offsets commit."""
+    lock = _locks.get(app)
+    if lock is None:
+        lock = _locks[app] = asyncio.Lock()
+    return lock
+
+
+class PartitionTransactions(TransactionManager):
+    """Faust's transaction manager, with sends routed to the source partition's transaction."""
+
+    #: set when a transaction could not be committed: the local state is then ahead of Kafka
+    dirty: bool = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open: set[str] = set()  # transactions holding records not committed yet
+        self.persist: dict[str, dict[TP, tuple[Any, int]]] = {}  # changelog offsets to keep, by transaction
+
+    def transactional_id(self, tp: TP) -> str:
+        group = self.app.assignor.group_for_topic(tp.topic)
+        return f"{self.app.conf.id}-{group}-{tp.partition}"
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   timestamp: float | None, headers: Any, *, transactional_id: str | None = None) -> Any:
+        event = current_event()
+        if event is None:  # a timer: no source partition, no transaction
+            return await self.producer.send(topic, key, value, partition, timestamp, headers)
+        tid = self.transactional_id(event.message.tp)
+        self.open.add(tid)
+        return await self.producer.send(topic, key, value, partition, timestamp, headers, transactional_id=tid)
+
+    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        async with work_lock(self.app):
+            try:
+                done = await self._commit(offsets, start_new_transaction)
+            except Exception as exc:  # fenced, or the broker refused: this worker's state is suspect
+                self.dirty = True
+                log.error("transaction commit failed (%s: %s): the worker stops", type(exc).__name__, exc)
+                await self.app.crash(exc)
+                return False
+            if not start_new_transaction and not self.dirty and not self.open:
+                self._mark_clean()
+            return done
+
+    async def _commit(self, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
+        """Faust's commit, with the ids of `transactional_id` and errors raised, not logged away."""
+        # every transaction with records, even without new offsets (a tick's work is committed
+        # before all the agents reading that tick have acked it; replaying a tick is harmless)
+        by_tid: dict[str, dict[TP, int]] = {tid: {} for tid in self.open}
+        for tp, offset in offsets.items():
+            by_tid.setdefault(self.transactional_id(tp), {})[tp] = offset
+        producer: Any = self.producer
+        group_id = self.app.conf.id
+        for tid, tp_offsets in by_tid.items():
+            txn = producer._transaction_producers.get(tid)
+            if txn is None:
+                log.warning("commit for %s: no transaction (partition revoked?)", tid)
+                continue
+            async with producer._trn_locks[tid]:
+                if tp_offsets:
+                    await txn.send_offsets_to_transaction(tp_offsets, group_id)
+                await txn.commit_transaction()
+                if start_new_transaction:
+                    await txn.begin_transaction()
+            self.open.discard(tid)
+            for tp, (store, offset) in self.persist.pop(tid, {}).items():
+                store.set_persisted_offset(tp, offset)
+        return True
+
+    def _mark_clean(self) -> None:
+        path = Path(self.app.conf.tabledir) / CLEAN_MARK
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("the last shutdown committed every transaction\n")
+        log.info("clean shutdown: local tables kept for the next start")
+
+
+def install(app: faust.App, confluent: dict[str, object]) -> None:
+    """Use `PartitionTransactions` for this app (call before the worker starts).
+
+    `confluent` is the client config (bootstrap, credentials) for reading changelog ends.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    app.transport.TransactionManager = PartitionTransactions  # type: ignore[misc]
+
+    async def ends(_thread: Any, partitions: list[TP]) -> Mapping[TP, int]:
+        return await asyncio.to_thread(last_records, confluent, list(partitions))
+
+    driver.AIOKafkaConsumerThread._highwaters = ends  # type: ignore[method-assign,assignment]
+
+
+def last_records(confluent: dict[str, object], partitions: list[TP], window: int = 64,
+                 timeout_s: float = 120.0) -> dict[TP, int]:
+    """For each partition, 1 + the offset of its last committed record (0 if it has none).
+
+    Reads the tail of every partition at once from the last stable offset at read_committed,
+    widening the window of those where nothing showed (aborted records and transaction markers
+    are skipped by the broker).
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    out: dict[TP, int] = {}
+    if not partitions:
+        return out
+    consumer = Consumer({**confluent, "group.id": "signalement-recovery", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "enable.partition.eof": True,
+                         "fetch.wait.max.ms": 10})
+    deadline = time.monotonic() + timeout_s
+    try:
+        bounds = {}
+        for tp in partitions:
+            bounds[tp] = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)
+        last = {tp: -1 for tp in partitions}
+        todo = {tp: window for tp, (low, end) in bounds.items() if end > low}
+        while todo:
+            starts = {tp: max(bounds[tp][0], bounds[tp][1] - span) for tp, span in todo.items()}
+            consumer.assign([TopicPartition(tp.topic, tp.partition, start) for tp, start in starts.items()])
+            pending = set(todo)
+            while pending:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading the end of {len(pending)} changelog partitions timed out")
+                for m in consumer.consume(1000, 0.5):
+                    tp = TP(m.topic() or "", m.partition() or 0)
+                    if m.error():  # end of partition
+                        pending.discard(tp)
+                        continue
+                    offset = m.offset() or 0
+                    last[tp] = max(last[tp], offset)
+                    if offset >= bounds[tp][1] - 1:
+                        pending.discard(tp)
+            todo = {tp: span * 8 for tp, span in todo.items() if last[tp] < 0 and starts[tp] > bounds[tp][0]}
+        out = {tp: last[tp] + 1 for tp in partitions}
+    finally:
+        consumer.close()
+    return out
+
+
+class TransactionalTable(faust.Table):  # type: ignore[misc]
+    """A table whose changelog records join the current event's transaction (see module doc)."""
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        if not self._queue(key, value):
+            super().on_key_set(key, value)
+
+    def on_key_del(self, key: Any) -> None:
+        if not self._queue(key, None):
+            super().on_key_del(key)
+
+    def _queue(self, key: Any, value: Any) -> bool:
+        box = OUTBOX.get()
+        if box is None:
+            return False
+        if not isinstance(key, bytes) or not (value is None or isinstance(value, bytes)):
+            raise TypeError(f"table {self.name}: exactly-once tables hold bytes, not {type(key)}/{type(value)}")
+        transactions, event = self.app.consumer.transactions, current_event()
+        on_sent: Callable[[Any], None]
+        if isinstance(transactions, PartitionTransactions) and event is not None:
+            on_sent = partial(self._delivered, transactions, transactions.transactional_id(event.message.tp))
+        else:
+            on_sent = _ignore
+        box.append((self.changelog_topic.get_topic_name(), key, value, self.partition_for_key(key), on_sent))
+        return True
+
+    def _delivered(self, transactions: PartitionTransactions, tid: str, fut: Any) -> None:
+        """A changelog record reached the broker: its offset is persisted when `tid` commits."""
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        res = fut.result()
+        transactions.persist.setdefault(tid, {})[res.topic_partition] = (self.data, res.offset)
+
+
+def _ignore(_fut: Any) -> None:
+    return None
+
+
+def clean_start(tabledir: Path) -> bool:
+    """Before a worker starts: keep the local tables only after a clean shutdown.
+
+    Returns True when the tables were kept. The mark is removed either way: a run that ends by a
+    kill leaves none, so the next start wipes and restores from the committed changelogs.
+    """
+    mark = tabledir / CLEAN_MARK
+    if mark.exists():
+        mark.unlink()
+        return True
+    if tabledir.exists() and any(tabledir.iterdir()):
+        import shutil
+
+        log.warning("last shutdown was not clean: wiping %s, tables restore from their changelogs", tabledir)
+        shutil.rmtree(tabledir)
+    return False
