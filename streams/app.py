@@ -178,6 +178,7 @@ def build_app(settings: Settings) -> faust.App:
         # a killed worker's partitions wait for its session to expire before anyone resumes them:
         # 10 s instead of Faust's 60 s (heartbeats every 3 s; the broker's minimum is 6 s)
         broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_commit_interval=settings.commit_interval,
     )
     if settings.guarantee == "exactly_once":
         install_transactions(app, settings.confluent())

@@ -108,23 +108,26 @@ class PartitionTransactions(TransactionManager):
         by_tid: dict[str, dict[TP, int]] = {tid: {} for tid in self.open}
         for tp, offset in offsets.items():
             by_tid.setdefault(self.transactional_id(tp), {})[tp] = offset
-        producer: Any = self.producer
-        group_id = self.app.conf.id
-        for tid, tp_offsets in by_tid.items():
-            txn = producer._transaction_producers.get(tid)
-            if txn is None:
-                log.warning("commit for %s: no transaction (partition revoked?)", tid)
-                continue
-            async with producer._trn_locks[tid]:
-                if tp_offsets:
-                    await txn.send_offsets_to_transaction(tp_offsets, group_id)
-                await txn.commit_transaction()
-                if start_new_transaction:
-                    await txn.begin_transaction()
-            self.open.discard(tid)
-            for tp, (store, offset) in self.persist.pop(tid, {}).items():
-                store.set_persisted_offset(tp, offset)
+        # the transactions are independent (one per partition): commit them together
+        await asyncio.gather(*(self._commit_one(tid, tp_offsets, start_new_transaction)
+                               for tid, tp_offsets in by_tid.items()))
         return True
+
+    async def _commit_one(self, tid: str, tp_offsets: dict[TP, int], start_new_transaction: bool) -> None:
+        producer: Any = self.producer
+        txn = producer._transaction_producers.get(tid)
+        if txn is None:
+            log.warning("commit for %s: no transaction (partition revoked?)", tid)
+            return
+        async with producer._trn_locks[tid]:
+            if tp_offsets:
+                await txn.send_offsets_to_transaction(tp_offsets, self.app.conf.id)
+            await txn.commit_transaction()
+            if start_new_transaction:
+                await txn.begin_transaction()
+        self.open.discard(tid)
+        for tp, (store, offset) in self.persist.pop(tid, {}).items():
+            store.set_persisted_offset(tp, offset)
 
     def _mark_clean(self) -> None:
         path = Path(self.app.conf.tabledir) / CLEAN_MARK
@@ -142,8 +145,11 @@ def install(app: faust.App, confluent: dict[str, object]) -> None:
 
     app.transport.TransactionManager = PartitionTransactions  # type: ignore[misc]
 
+    # the pipeline's principal may use groups named after the app only (streams/security.py)
+    config = {**confluent, "group.id": f"{app.conf.id}-recovery"}
+
     async def ends(_thread: Any, partitions: list[TP]) -> Mapping[TP, int]:
-        return await asyncio.to_thread(last_records, confluent, list(partitions))
+        return await asyncio.to_thread(last_records, config, list(partitions))
 
     driver.AIOKafkaConsumerThread._highwaters = ends  # type: ignore[method-assign,assignment]
 
@@ -161,7 +167,7 @@ def last_records(confluent: dict[str, object], partitions: list[TP], window: int
     out: dict[TP, int] = {}
     if not partitions:
         return out
-    consumer = Consumer({**confluent, "group.id": "signalement-recovery", "enable.auto.commit": False,
+    consumer = Consumer({"group.id": "signalement-recovery", **confluent, "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": True,
                          "fetch.wait.max.ms": 10})
     deadline = time.monotonic() + timeout_s
