@@ -24,9 +24,14 @@ source partition (Kafka Streams' "task"); table writes are queued during the eve
 the same transaction before it is acknowledged; `Pipeline.work` holds `work_lock` for the whole
 event, and commits take the same lock, so a transaction always holds whole events and the
 offsets of exactly those events. Timer sends go out non-transactionally (a tick repeated or lost
-is harmless: every tick-driven step is idempotent). After a kill the local RocksDB may hold
-writes of aborted transactions, so `worker.py` wipes it unless the last shutdown was clean
-(`CLEAN_MARK`), and Faust restores the tables from their committed changelogs.
+is harmless: every tick-driven step is idempotent).
+
+After a kill the local RocksDB holds the writes of the transactions the kill aborted. Wiping it
+would cost a full restore from the changelogs (minutes for a million keys), so every table
+write first saves the value it replaces in an undo journal (`UndoJournal`), forgotten when its
+transaction commits. Before the next start, `restore_committed` puts the saved values back:
+each table is then as of its last commit, and Faust replays the changelog from the offset
+persisted at that commit (usually nothing) to the last committed record.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from faust.transport.consumer import TransactionManager
 from faust.types import TP
 
 log = logging.getLogger("signalement.eos")
-CLEAN_MARK = "clean-shutdown"
+JOURNAL = "undo-journal.db"
 
 # Table writes of the event being handled, to be sent in its transaction: (topic, key, value, partition, on_sent).
 Outbox = list[tuple[str, bytes, bytes | None, int | None, Any]]
@@ -67,13 +72,11 @@ def work_lock(app: Any) -> asyncio.Lock:
 class PartitionTransactions(TransactionManager):
     """Faust's transaction manager, with sends routed to the source partition's transaction."""
 
-    #: set when a transaction could not be committed: the local state is then ahead of Kafka
-    dirty: bool = False
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.open: set[str] = set()  # transactions holding records not committed yet
         self.persist: dict[str, dict[TP, tuple[Any, int]]] = {}  # changelog offsets to keep, by transaction
+        self.journal = UndoJournal(Path(self.app.conf.tabledir) / JOURNAL)
 
     def transactional_id(self, tp: TP) -> str:
         group = self.app.assignor.group_for_topic(tp.topic)
@@ -92,13 +95,10 @@ class PartitionTransactions(TransactionManager):
         async with work_lock(self.app):
             try:
                 done = await self._commit(offsets, start_new_transaction)
-            except Exception as exc:  # fenced, or the broker refused: this worker's state is suspect
-                self.dirty = True
+            except Exception as exc:  # fenced, or the broker refused: the journal undoes it at the next start
                 log.error("transaction commit failed (%s: %s): the worker stops", type(exc).__name__, exc)
                 await self.app.crash(exc)
                 return False
-            if not start_new_transaction and not self.dirty and not self.open:
-                self._mark_clean()
             return done
 
     async def _commit(self, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
@@ -126,14 +126,15 @@ class PartitionTransactions(TransactionManager):
             if start_new_transaction:
                 await txn.begin_transaction()
         self.open.discard(tid)
+        # this order: a kill between the two leaves the new values with an older persisted offset,
+        # and replaying the changelog from there rewrites the same values
+        self.journal.forget(tid)
         for tp, (store, offset) in self.persist.pop(tid, {}).items():
             store.set_persisted_offset(tp, offset)
 
-    def _mark_clean(self) -> None:
-        path = Path(self.app.conf.tabledir) / CLEAN_MARK
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("the last shutdown committed every transaction\n")
-        log.info("clean shutdown: local tables kept for the next start")
+    async def on_stop(self) -> None:
+        self.journal.close()
+        await super().on_stop()
 
 
 def install(app: faust.App, confluent: dict[str, object]) -> None:
@@ -218,12 +219,16 @@ class TransactionalTable(faust.Table):  # type: ignore[misc]
         if not isinstance(key, bytes) or not (value is None or isinstance(value, bytes)):
             raise TypeError(f"table {self.name}: exactly-once tables hold bytes, not {type(key)}/{type(value)}")
         transactions, event = self.app.consumer.transactions, current_event()
-        on_sent: Callable[[Any], None]
+        partition = self.partition_for_key(key)
+        on_sent: Callable[[Any], None] = _ignore
         if isinstance(transactions, PartitionTransactions) and event is not None:
-            on_sent = partial(self._delivered, transactions, transactions.transactional_id(event.message.tp))
-        else:
-            on_sent = _ignore
-        box.append((self.changelog_topic.get_topic_name(), key, value, self.partition_for_key(key), on_sent))
+            tid = transactions.transactional_id(event.message.tp)
+            on_sent = partial(self._delivered, transactions, tid)
+            store: Any = self.data
+            if partition is not None and hasattr(store, "_db_for_partition"):  # RocksDB (the worker's store)
+                transactions.journal.remember(tid, store.partition_path(partition), store._db_for_partition(partition),
+                                              key)
+        box.append((self.changelog_topic.get_topic_name(), key, value, partition, on_sent))
         return True
 
     def _delivered(self, transactions: PartitionTransactions, tid: str, fut: Any) -> None:
@@ -238,19 +243,89 @@ def _ignore(_fut: Any) -> None:
     return None
 
 
-def clean_start(tabledir: Path) -> bool:
-    """Before a worker starts: keep the local tables only after a clean shutdown.
+class UndoJournal:
+    """Before-images of the table values that uncommitted transactions changed (see module doc).
 
-    Returns True when the tables were kept. The mark is removed either way: a run that ends by a
-    kill leaves none, so the next start wipes and restores from the committed changelogs.
+    One RocksDB (rocksdict, raw) next to the tables; keys are `<table partition path>\\0<key>`,
+    values the replaced value after a 1 byte, or a single 0 byte for "absent". Only the first
+    change of a key within a transaction is saved: the value as of the last commit.
     """
-    mark = tabledir / CLEAN_MARK
-    if mark.exists():
-        mark.unlink()
-        return True
-    if tabledir.exists() and any(tabledir.iterdir()):
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: Any = None
+        self.saved: dict[str, set[bytes]] = {}
+
+    def db(self) -> Any:
+        if self._db is None:
+            from rocksdict import Options, Rdict
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = Rdict(str(self.path), options=Options(raw_mode=True))
+        return self._db
+
+    def remember(self, tid: str, table_path: Path, table_db: Any, key: bytes) -> None:
+        jkey = str(table_path).encode() + b"\0" + key
+        saved = self.saved.setdefault(tid, set())
+        if jkey in saved:
+            return
+        before = table_db.get(key)
+        self.db().put(jkey, b"\0" if before is None else b"\1" + before)
+        saved.add(jkey)
+
+    def forget(self, tid: str) -> None:
+        saved = self.saved.pop(tid, None)
+        if not saved:
+            return
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch(raw_mode=True)
+        for jkey in saved:
+            batch.delete(jkey)
+        self.db().write(batch)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def restore_committed(tabledir: Path) -> int:
+    """Before a worker starts: put back what the journal saved (after a kill); returns how many.
+
+    If the journal cannot be applied the tables are wiped, and Faust restores them in full from
+    their changelogs: slower, equally right.
+    """
+    path = tabledir / JOURNAL
+    if not path.exists():
+        return 0
+    from rocksdict import Options, Rdict
+
+    try:
+        journal = Rdict(str(path), options=Options(raw_mode=True))
+        by_table: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        for jkey, before in journal.items():
+            assert isinstance(jkey, bytes) and isinstance(before, bytes)
+            table_path, _, key = jkey.partition(b"\0")
+            by_table.setdefault(table_path, []).append((key, before))
+        for table_path, entries in by_table.items():
+            table = Rdict(table_path.decode(), options=Options(raw_mode=True))
+            for key, before in entries:
+                if before[:1] == b"\1":
+                    table.put(key, before[1:])
+                elif key in table:
+                    table.delete(key)
+            table.close()
+        journal.close()
+        Rdict.destroy(str(path))
+    except Exception:
+        log.exception("the undo journal %s could not be applied: wiping %s, the tables restore from their "
+                      "changelogs", path, tabledir)
         import shutil
 
-        log.warning("last shutdown was not clean: wiping %s, tables restore from their changelogs", tabledir)
-        shutil.rmtree(tabledir)
-    return False
+        shutil.rmtree(tabledir, ignore_errors=True)
+        return -1
+    n = sum(len(v) for v in by_table.values())
+    if n:
+        log.warning("undid %d table writes of transactions a kill interrupted", n)
+    return n

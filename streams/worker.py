@@ -47,9 +47,8 @@ def run(args: argparse.Namespace) -> Any:
     if pipe.exactly_once:
         from pathlib import Path
 
-        from streams.eos import clean_start
+        from streams.eos import restore_committed
 
-        kept = clean_start(Path(pipe.app.conf.tabledir))
-        log.info("exactly-once: local tables %s", "kept (clean shutdown)" if kept else "restored from changelogs")
+        restore_committed(Path(pipe.app.conf.tabledir))
     worker = faust.Worker(pipe.app, loglevel=args.loglevel, quiet=True)
     return worker.execute_from_commandline()

@@ -89,11 +89,19 @@ class Operators:
     def __init__(self, settings: Settings, names: Topics, lanes: list[str]) -> None:
         self.settings, self.names, self.lanes = settings, names, lanes
         self.decided: dict[str, str] = {}
+        self.error: BaseException | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.codec = default_codec()
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # the test reports it instead of waiting for nothing
+            self.error = exc
+            raise
+
+    def _run(self) -> None:
         c = Consumer(self.settings.confluent(**{"group.id": f"ops-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
                                                 "isolation.level": "read_committed"}))
         c.subscribe(self.lanes)
@@ -157,7 +165,10 @@ def test_five_sigkills_lose_and_repeat_nothing(stack: Settings, topics: Topics, 
             worker.start()
             _wait(lambda seen=seen_at_kill: len(ops.decided) > seen, 300, worker, "progress after a restart")
             kills.append({"at_lane_records": seen_at_kill, "resume_s": round(time.monotonic() - killed, 1)})
-        _wait(lambda: len(ops.decided) >= expected_routed, 900, worker, f"all {expected_routed} lane records")
+        try:
+            _wait(lambda: len(ops.decided) >= expected_routed, 900, worker, f"all {expected_routed} lane records")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_diagnose(stack, names, corpus, ops)}") from None
         drained_s = time.monotonic() - t0
         out = _settle(stack, names, lanes, expected_routed)
     finally:
@@ -230,6 +241,21 @@ def _wait(cond: Any, timeout: float, worker: WorkerProcess, what: str) -> None:
         if worker.proc is not None and worker.proc.poll() is not None:
             raise AssertionError(f"worker died while waiting for {what}:\n{worker.log_tail()}")
         time.sleep(0.2)
+
+
+def _diagnose(stack: Settings, names: Topics, corpus: Corpus, ops: Operators) -> str:
+    """Where the items that never reached a lane are (for a failure message)."""
+    out = read_topics(stack, [names.dedup_items, names.accepted, names.duplicates], idle_s=3.0)
+    routed_items = {corpus.item_of[rid] for rid in ops.decided}
+    missing = {item for item in corpus.items if corpus.items[item][0] and item not in routed_items}
+    seen: dict[str, list[str]] = {}
+    for topic, msgs in out.items():
+        for m in msgs:
+            rid = m.decode().get("referral_id")
+            if rid in corpus.item_of and corpus.item_of[rid] in missing:
+                seen.setdefault(rid, []).append(f"{topic.rsplit('.', 1)[-1]}@{m.partition}:{m.offset}")
+    return (f"operators: {len(ops.decided)} decided, error={ops.error!r}; {len(missing)} items never routed; "
+            f"their referrals seen: {dict(list(seen.items())[:10])}")
 
 
 def _settle(stack: Settings, names: Topics, lanes: list[str], expected_routed: int) -> dict[str, list[Any]]:

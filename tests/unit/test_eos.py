@@ -1,0 +1,57 @@
+"""The undo journal: after a kill, the tables go back to their state at the last commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rocksdict import Options, Rdict
+
+from streams.eos import JOURNAL, UndoJournal, restore_committed
+
+pytestmark = pytest.mark.unit
+
+
+def table(path: Path) -> Rdict:
+    return Rdict(str(path), options=Options(raw_mode=True))
+
+
+def test_a_killed_transaction_is_undone_and_a_committed_one_kept(tmp_path: Path) -> None:
+    p0, p1 = tmp_path / "t-dedup-0.db", tmp_path / "t-dedup-1.db"
+    t0, t1 = table(p0), table(p1)
+    t0.put(b"kept", b"v0")
+    t0.put(b"changed", b"before")
+    journal = UndoJournal(tmp_path / JOURNAL)
+    # transaction A (partition 0): changes `changed`, adds `added`, deletes `kept`, changes `changed` again
+    for key, value in ((b"changed", b"after"), (b"added", b"new"), (b"kept", None), (b"changed", b"after2")):
+        journal.remember("app-0-0", p0, t0, key)
+        if value is None:
+            t0.delete(key)
+        else:
+            t0.put(key, value)
+    # transaction B (partition 1) commits: its journal is forgotten, its writes stay
+    journal.remember("app-0-1", p1, t1, b"b")
+    t1.put(b"b", b"committed")
+    journal.forget("app-0-1")
+    # the kill: nothing closed cleanly
+    journal.close()
+    t0.close()
+    t1.close()
+
+    assert restore_committed(tmp_path) == 3
+    t0, t1 = table(p0), table(p1)
+    assert dict(t0.items()) == {b"kept": b"v0", b"changed": b"before"}
+    assert dict(t1.items()) == {b"b": b"committed"}
+    assert not (tmp_path / JOURNAL).exists()
+    t0.close()
+    t1.close()
+    assert restore_committed(tmp_path) == 0  # nothing left to undo
+
+
+def test_an_unreadable_journal_wipes_the_tables(tmp_path: Path) -> None:
+    tables = tmp_path / "tables"
+    (tables / JOURNAL).mkdir(parents=True)
+    (tables / JOURNAL / "CURRENT").write_text("garbage")
+    (tables / "t-dedup-0.db").mkdir()
+    assert restore_committed(tables) == -1
+    assert not tables.exists()
