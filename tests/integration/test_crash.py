@@ -90,6 +90,7 @@ class Operators:
         self.settings, self.names, self.lanes = settings, names, lanes
         self.decided: dict[str, str] = {}
         self.error: BaseException | None = None
+        self.last_routed_at = 0  # ms: the newest routing seen in a lane
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.codec = default_codec()
@@ -113,6 +114,7 @@ class Operators:
                         continue
                     r = self.codec.decode(m.value(), "RoutedReferral")
                     rid, op = r["referral_id"], r["operator_id"]
+                    self.last_routed_at = max(self.last_routed_at, r["routed_at"])
                     if rid in self.decided:
                         continue
                     self.decided[rid] = op
@@ -161,9 +163,10 @@ def test_five_sigkills_lose_and_repeat_nothing(stack: Settings, topics: Topics, 
             time.sleep(rnd.uniform(0.0, 1.0))
             os.killpg(worker.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
             worker.proc.wait(10)  # type: ignore[union-attr]
-            seen_at_kill, killed = len(ops.decided), time.monotonic()
+            seen_at_kill, killed, killed_ms = len(ops.decided), time.monotonic(), time.time_ns() // 1_000_000
             worker.start()
-            _wait(lambda seen=seen_at_kill: len(ops.decided) > seen, 300, worker, "progress after a restart")
+            # resumed: a lane record routed after the kill (not the backlog of before) has arrived
+            _wait(lambda t=killed_ms: ops.last_routed_at > t, 300, worker, "a routing after the restart")
             kills.append({"at_lane_records": seen_at_kill, "resume_s": round(time.monotonic() - killed, 1)})
         try:
             _wait(lambda: len(ops.decided) >= expected_routed, 900, worker, f"all {expected_routed} lane records")
