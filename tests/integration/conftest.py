@@ -88,7 +88,10 @@ def ch_database(ch_client: Client) -> Iterator[str]:
     name = f"test_{uuid.uuid4().hex[:12]}"
     ch_client.execute(f"CREATE DATABASE {name}")
     yield name
-    ch_client.execute(f"DROP DATABASE IF EXISTS {name}")
+    try:
+        ch_client.execute(f"DROP DATABASE IF EXISTS {name}")
+    except Exception as exc:  # clean-up must not hide the test's own result (a busy server may time out)
+        print(f"could not drop database {name}: {exc}")
 
 
 @pytest.fixture
