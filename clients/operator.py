@@ -9,7 +9,11 @@
 
 A referral's offset is committed only after the handler returned (and the decisions it
 published were confirmed by the broker); a handler that raises gets the same referral again,
-after a back-off, and nothing after it is handed out meanwhile.
+after a back-off, and nothing after it is handed out meanwhile. While the broker is away (a
+restart, a network cut) the client keeps running: decisions wait in the producer (librdkafka
+retries them for `message.timeout.ms`, 5 minutes by default), offsets wait for them, and both
+go out when the broker is back. A consumer the restart left outside its group
+(streams/groupwatch.py) is replaced after `groupwatch.REJOIN_LIMIT_S`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from clients.parsing import ACTIONS
 from streams.codec import default_codec
 from streams.config import Settings
 from streams.errors import RejectedError, SignalementError
+from streams.groupwatch import GroupWatch
 from streams.policy import PRIORITIES
 from streams.records import OperatorDecision
 from streams.topics import Topics
@@ -48,6 +53,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 MAX_BACKOFF_S = 5.0
 COMMIT_INTERVAL_S = 1.0
+COMMIT_WAIT_S = 1.0  # a commit waits this long for the broker to confirm decisions, then tries again later
+REVOKE_WAIT_S = 30.0  # ... and this long when its partitions are taken away (after that: handed out again)
 
 
 class DecisionError(SignalementError):
@@ -68,8 +75,8 @@ class OperatorClient:
         self.group_id = group_id or f"{self.topics.prefix}operator-{operator_id}"
         self.commit_every, self.poll_timeout = max(1, commit_every), poll_timeout
         self.codec = default_codec()
-        conf = settings.confluent(**{**CONSUMER_DEFAULTS, "group.id": self.group_id, **consumer_extra})
-        self._consumer = Consumer(conf)
+        self._conf = settings.confluent(**{**CONSUMER_DEFAULTS, "group.id": self.group_id, **consumer_extra})
+        self._consumer = Consumer(self._conf)
         self._producer = Producer(producer_config(settings))
         self._admin = AdminClient(settings.confluent())  # type: ignore[arg-type]
         self.gate = LaneGate(self._consumer, self.lane_topics, self._admin, check_interval)
@@ -78,9 +85,24 @@ class OperatorClient:
         self._produced = 0
         self._failed: list[str] = []
         self._failures = 0
+        self._deferred_since: float | None = None  # commits wait for unconfirmed decisions since then
         self._stop = False
         self.handled = 0
+        self.watch = GroupWatch(f"operator {operator_id} ({self.group_id})")
         self._consumer.subscribe(self.lane_topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _replace_consumer(self) -> None:
+        """A new consumer instead of one stranded outside its group (its partitions were revoked already)."""
+        try:
+            self._consumer.close()
+        except Exception as exc:  # it is being dropped: a failure to leave the group changes nothing
+            log.warning("closing the stranded consumer operator=%s: %s", self.operator_id, exc)
+        self._to_commit.clear()  # offsets of partitions revoked with the lost membership: handed out again
+        self.gate.revoked([TopicPartition(t, p) for t, p in list(self.gate.tps)])
+        self._consumer = Consumer(self._conf)
+        self.gate.consumer = self._consumer
+        self._consumer.subscribe(self.lane_topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.watch.renewed()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.assign(self.gate.start_offsets(partitions))
@@ -89,7 +111,9 @@ class OperatorClient:
                  self.gate.active)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.commit()
+        if not self.commit(REVOKE_WAIT_S):  # not confirmed: their new owner hands them out again (at least once)
+            for tp in partitions:
+                self._to_commit.pop((tp.topic, tp.partition), None)
         self.gate.revoked(partitions)
         log.info("revoked operator=%s partitions=%d", self.operator_id, len(partitions))
 
@@ -107,6 +131,8 @@ class OperatorClient:
             now = time.monotonic()
             if (timeout is not None and now - start >= timeout) or (idle_timeout is not None and now - last >= idle_timeout):
                 break
+            if self.watch.check(self._consumer):
+                self._replace_consumer()
             self.gate.tick()
             msg = self._consumer.poll(self.poll_timeout)
             if msg is None:
@@ -168,11 +194,21 @@ class OperatorClient:
         if self._uncommitted >= self.commit_every or time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
             self.commit()
 
-    def commit(self) -> None:
-        """Wait for the decisions published so far, then commit the handled offsets (synchronously)."""
+    def commit(self, wait: float = COMMIT_WAIT_S) -> bool:
+        """Commit the handled offsets (synchronously) once the broker confirmed every decision published so far.
+
+        Decisions still unconfirmed after `wait` s are not an error: the broker is away or restarting,
+        the producer keeps retrying them, and the offsets stay for a later commit (run() calls this
+        again at least every COMMIT_INTERVAL_S). This used to wait 30 s and then raise DecisionError
+        out of run(), so a broker restart of 30 s or more stopped the client (the broker-restart
+        test, tests/integration/test_broker_restart.py). A decision the producer gave up on still
+        raises DecisionError. True if nothing is left to commit.
+        """
         if not self._to_commit:
-            return
-        self.flush_decisions()
+            return True
+        if not self._decisions_confirmed(wait):
+            self._uncommitted, self._committed_at = 0, time.monotonic()  # the next try, as for a commit
+            return False
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._to_commit.items()]
         self._to_commit.clear()
         self._uncommitted, self._committed_at = 0, time.monotonic()
@@ -180,6 +216,28 @@ class OperatorClient:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             log.warning("commit failed operator=%s offsets=%d error=%s", self.operator_id, len(offsets), exc)
+        return True
+
+    def _decisions_confirmed(self, wait: float) -> bool:
+        """Wait up to `wait` s for the decisions in flight; False if some are still unconfirmed.
+
+        Raises DecisionError if the producer reported a decision as not delivered."""
+        if self._produced:
+            self._produced = self._producer.flush(wait)
+        if self._failed:
+            failed, self._failed = self._failed, []
+            raise DecisionError(f"{len(failed)} decision(s) not delivered: {'; '.join(failed[:5])}")
+        if self._produced:
+            if self._deferred_since is None:
+                self._deferred_since = time.monotonic()
+                log.warning("broker not confirming decisions operator=%s unconfirmed=%d: offsets wait for them",
+                            self.operator_id, self._produced)
+            return False
+        if self._deferred_since is not None:
+            log.info("decisions confirmed again operator=%s after %.1f s", self.operator_id,
+                     time.monotonic() - self._deferred_since)
+            self._deferred_since = None
+        return True
 
     # -- decisions ---------------------------------------------------------------------------
     def decide(self, referral_id: str, action: str, reason: str | None = None, ref: str | None = None) -> OperatorDecision:
@@ -231,25 +289,21 @@ class OperatorClient:
         return self.decide(referral_id, "ALREADY_UNAVAILABLE", None, ref)
 
     def flush_decisions(self, timeout: float = 30.0) -> None:
-        """Wait for the broker to confirm every decision; raise DecisionError if one was lost."""
-        if self._produced:
-            left = self._producer.flush(timeout)
-            self._produced = left
-            if left:
-                raise DecisionError(f"{left} decision(s) not confirmed by the broker within {timeout} s")
-        if self._failed:
-            failed, self._failed = self._failed, []
-            raise DecisionError(f"{len(failed)} decision(s) not delivered: {'; '.join(failed[:5])}")
+        """Wait for the broker to confirm every decision; raise DecisionError if one was lost or is still
+        unconfirmed after `timeout` s."""
+        if not self._decisions_confirmed(timeout):
+            raise DecisionError(f"{self._produced} decision(s) not confirmed by the broker within {timeout} s")
 
     def backlog(self) -> dict[str, int]:
         """Messages waiting per priority (from cached watermarks; for display)."""
         return {p: self.gate.lane_backlog(i) for i, p in enumerate(PRIORITIES)}
 
     def close(self) -> None:
-        """Commit what was handled, flush decisions, leave the group."""
+        """Wait for the decisions (DecisionError if one is lost or unconfirmed after 30 s: nothing is committed
+        then), commit what was handled, leave the group."""
         try:
-            self.commit()
             self.flush_decisions()
+            self.commit()
         finally:
             self._consumer.close()
 

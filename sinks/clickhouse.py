@@ -9,6 +9,11 @@ drops the sink: its commit then fails and the batch is redelivered). A crash bet
 redelivers the batch: the tables are ReplacingMergeTree keyed by event identity, and every
 query reads them with FINAL or argMax, so a second copy is never visible.
 
+A broker restart needs nothing from the operator: librdkafka reconnects and the loop goes on (a
+commit refused meanwhile only means the batch comes again, hidden by FINAL). A consumer left
+without partitions by the restart (streams/groupwatch.py) is replaced after
+`groupwatch.REJOIN_LIMIT_S`: the batch in hand is inserted first, its commit tried.
+
 Bad values: a decision is written by an operator, so one that does not decode is skipped and
 counted (the pipeline rejects it into referrals.rejected anyway). Every other topic is written
 by the pipeline; a value that does not decode there means the sink is older than the pipeline
@@ -35,6 +40,7 @@ from sinks.migrate import check_database, client_for, migrate
 from streams.codec import default_codec
 from streams.config import Settings
 from streams.errors import RejectedError, SignalementError
+from streams.groupwatch import GroupWatch
 from streams.registry import Registry
 from streams.topics import Topics
 
@@ -162,6 +168,7 @@ class ClickHouseSink:
         self.writer = Writer(settings, settings.clickhouse_database, max_backoff)
         self.codec = default_codec()
         self.meter = Meter()
+        self.watch: GroupWatch | None = None  # the current loop's (tests look at `replaced`)
         self._warned: set[str] = set()
 
     def consumer(self) -> Consumer:
@@ -194,8 +201,15 @@ class ClickHouseSink:
             return
         consumer = self.consumer()
         batch, checked = Batch(), 0.0
+        watch = self.watch = GroupWatch(f"sink {self.settings.app_id}-sink")
         try:
             while not stop.is_set():
+                if watch.check(consumer):
+                    if batch.offsets and not self.flush(consumer, batch, stop):
+                        return
+                    batch = Batch()
+                    consumer = self._replace(consumer)
+                    watch.renewed()
                 if not batch.offsets and time.monotonic() - checked >= 0.25:
                     if done():
                         break
@@ -213,6 +227,15 @@ class ClickHouseSink:
                 self.flush(consumer, batch, stop)
         finally:
             consumer.close()
+
+    def _replace(self, consumer: Consumer) -> Consumer:
+        """A new consumer of the same group and topics instead of one stranded outside its group."""
+        new = self.consumer()
+        try:
+            consumer.close()
+        except Exception as exc:  # it is being dropped: a failure to leave the group changes nothing
+            log.warning("closing the stranded consumer: %s", exc)
+        return new
 
     def _wait(self, batch: Batch) -> float:
         if not batch.offsets:

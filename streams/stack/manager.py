@@ -108,6 +108,16 @@ def stop_secure(settings: Settings | None = None) -> bool:
         return SecureKafka(settings).stop()
 
 
+def stop_kafka(settings: Settings | None = None) -> bool:
+    """Stop the plaintext broker only (SIGTERM: a controlled shutdown), keeping its data; True if it ran.
+
+    ClickHouse keeps running; `ensure_up` starts the broker again on the same data and ports
+    (the broker-restart test stops Kafka under a running pipeline this way)."""
+    settings = settings or Settings.from_env()
+    with locked(settings):
+        return Kafka(settings).stop()
+
+
 def status(settings: Settings | None = None, show: bool = True) -> list[ServiceStatus]:
     """Version, ports, pid, health and data size of each server; printed as a table if show."""
     settings = settings or Settings.from_env()
