@@ -14,13 +14,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "SIGNALEMENT_"
 
+# Below Linux's ephemeral range (32768-60999): a server port inside it can be taken, while the
+# server restarts, by a client's outgoing connection (even a TCP self-connect to that very port).
 DEFAULT_PORTS = {
-    "kafka_port": 39092,
-    "controller_port": 39093,
-    "clickhouse_tcp_port": 39000,
-    "clickhouse_http_port": 38123,
-    "secure_kafka_port": 39094,  # the SASL/SCRAM broker with ACLs (`signalement stack up --secure`)
-    "secure_controller_port": 39095,
+    "kafka_port": 19092,
+    "controller_port": 19093,
+    "clickhouse_tcp_port": 19000,
+    "clickhouse_http_port": 18123,
+    "secure_kafka_port": 19094,  # the SASL/SCRAM broker with ACLs (`signalement stack up --secure`)
+    "secure_controller_port": 19095,
 }
 SASL_MECHANISM = "SCRAM-SHA-512"
 

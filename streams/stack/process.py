@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -140,14 +141,27 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port(exclude: set[int]) -> int:
-    """A port the kernel says is free now, not in exclude."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in exclude:
+    """A free port below the kernel's ephemeral range, not in exclude.
+
+    Not one the kernel picks (bind to 0): those come from the ephemeral range, where a client's
+    outgoing connection can take the port while our server is down for a restart.
+    """
+    low = ephemeral_low()
+    start = 10_000 if low > 11_000 else 1_024
+    rnd = random.Random()
+    for _ in range(500):
+        port = rnd.randrange(start, low)
+        if port not in exclude and port_free(port):
             return port
-    raise StackError("no free TCP port found on 127.0.0.1")
+    raise StackError(f"no free TCP port found on 127.0.0.1 between {start} and {low}")
+
+
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 when unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -26,8 +26,8 @@ def test_kafka_is_kraft_39_on_the_local_stack_port() -> None:
     kafka = COMPOSE["services"]["kafka"]
     assert kafka["image"].startswith("apache/kafka:3.9")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert f"127.0.0.1:{DEFAULT_PORTS['kafka_port']}:39092" in kafka["ports"]
-    assert "EXTERNAL://127.0.0.1:39092" in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert f"127.0.0.1:{DEFAULT_PORTS['kafka_port']}:19092" in kafka["ports"]
+    assert "EXTERNAL://127.0.0.1:19092" in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
 
 
 def test_clickhouse_is_current_and_ports_match() -> None:
