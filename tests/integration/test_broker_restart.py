@@ -313,16 +313,18 @@ def test_everything_resumes_after_a_broker_restart(stack: Settings, isolated_set
         assert problem() is None, problem()
         assert worker.proc.pid == worker_pid  # the same worker, never restarted
     finally:
-        traffic.stop.set()
-        for op in operators:
-            op.client.stop()
-        sink_stop.set()
-        for bg in threads:
-            bg.thread.join(30)
-        for op in operators:
-            op.client.close()
-        sink.close()
-        worker.stop()
+        try:
+            traffic.stop.set()
+            for op in operators:
+                op.client.stop()
+            sink_stop.set()
+            for bg in threads:
+                bg.thread.join(30)
+            for op in operators:
+                op.client.close()
+            sink.close()
+        finally:  # whatever failed above (a broker that did not come back), no worker is left behind
+            worker.stop()
     assert all(bg.error is None for bg in threads), [(bg.thread.name, bg.error) for bg in threads]
 
     # every referral in exactly its lane, at least once; nothing else in a lane; nothing dead-lettered
