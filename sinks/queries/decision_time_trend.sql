@@ -9,23 +9,23 @@ SELECT
     bucket_start,
     operator_id,
     n AS decided,
-    sorted[intDiv(n * 50 + 99, 100)] AS p50_ms,
-    sorted[intDiv(n * 90 + 99, 100)] AS p90_ms
+    q[1] AS p50_ms,
+    q[2] AS p90_ms
 FROM
 (
+    -- nearest rank with quantilesExact: see decision_time_weekly
     SELECT
-        intDiv(decided, %(bucket_ms)s) * %(bucket_ms)s AS bucket_start,
+        intDiv(at, %(bucket_ms)s) * %(bucket_ms)s AS bucket_start,
         operator_id,
         count() AS n,
-        arraySort(groupArray(ttd)) AS sorted
+        quantilesExact(0.499999999999, 0.899999999999)(elapsed_ms) AS q
     FROM
     (
-        SELECT operator_id, priority, assumeNotNull(decided_at) AS decided,
-               assumeNotNull(time_to_decision_ms) AS ttd
-        FROM reactions FINAL
-        WHERE decided_at IS NOT NULL AND time_to_decision_ms IS NOT NULL
+        SELECT at, operator_id, priority, elapsed_ms
+        FROM reaction_decisions FINAL
+        WHERE at >= %(since_ms)s
     )
-    WHERE decided >= %(since_ms)s AND (%(priority)s = '' OR priority = %(priority)s)
+    WHERE %(priority)s = '' OR priority = %(priority)s
     GROUP BY bucket_start, operator_id
 )
 ORDER BY bucket_start, operator_id

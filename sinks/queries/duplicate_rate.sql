@@ -5,17 +5,10 @@
 -- param now_ms = 0: the clock, ms since the epoch (0: the server's now())
 SELECT
     reporter_id,
-    sum(kept) AS referrals,
-    sum(duplicate) AS duplicates,
+    countIf(duplicate = 0) AS referrals,
+    countIf(duplicate = 1) AS duplicates,
     round(duplicates / (referrals + duplicates), 4) AS duplicate_rate
-FROM
-(
-    SELECT reporter_id, reported_at, toUInt64(1) AS kept, toUInt64(0) AS duplicate
-    FROM referrals FINAL
-    UNION ALL
-    SELECT reporter_id, reported_at, toUInt64(0) AS kept, toUInt64(1) AS duplicate
-    FROM duplicates FINAL
-)
+FROM referral_reports FINAL
 WHERE reported_at >= if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s))
                      - %(days)s * 86400000
 GROUP BY reporter_id

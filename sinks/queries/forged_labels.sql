@@ -11,8 +11,14 @@ SELECT
     countIf(instrument = 'REMOVAL_ORDER') AS removal_orders,
     countIf(label_rejected = 1) AS labels_rejected,
     round(labels_rejected / referrals, 4) AS rejected_share
-FROM referrals FINAL
-WHERE reported_at >= if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s))
-                     - %(days)s * 86400000
+FROM
+(
+    -- referral_reports: the referrals' report fields sorted by reported_at (the same in every version)
+    SELECT reporter_id, label, instrument, label_rejected, duplicate
+    FROM referral_reports FINAL
+    WHERE reported_at >= if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s))
+                         - %(days)s * 86400000
+)
+WHERE duplicate = 0
 GROUP BY reporter_id
 ORDER BY labels_rejected DESC, reporter_id

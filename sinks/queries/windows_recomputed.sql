@@ -16,32 +16,34 @@ SELECT
     decided,
     on_time,
     breached,
-    if(decided = 0, 0, d_sorted[intDiv(decided * 50 + 99, 100)]) AS p50_ms,
-    if(decided = 0, 0, d_sorted[intDiv(decided * 90 + 99, 100)]) AS p90_ms,
-    if(decided = 0, 0, d_sorted[intDiv(decided * 99 + 99, 100)]) AS p99_ms,
-    if(decided = 0, 0, d_sorted[decided]) AS max_ms,
+    if(decided = 0, 0, d_q[1]) AS p50_ms,
+    if(decided = 0, 0, d_q[2]) AS p90_ms,
+    if(decided = 0, 0, d_q[3]) AS p99_ms,
+    if(decided = 0, 0, d_max) AS max_ms,
     if(decided = 0, 0., d_sum / decided) AS mean_ms,
     acked,
-    if(acked = 0, 0, a_sorted[intDiv(acked * 90 + 99, 100)]) AS ack_p90_ms
+    if(acked = 0, 0, a_q) AS ack_p90_ms
 FROM
 (
+    -- nearest rank with quantilesExact: see decision_time_weekly
     SELECT
         operator_id,
         priority,
         window_start,
-        countIf(kind = 'DECISION') AS decided,
-        countIf(kind = 'DECISION' AND ok = 1) AS on_time,
-        countIf(kind = 'DECISION' AND ok = 0) AS breached,
-        arraySort(groupArrayIf(elapsed_ms, kind = 'DECISION')) AS d_sorted,
-        sumIf(elapsed_ms, kind = 'DECISION') AS d_sum,
-        countIf(kind = 'ACK') AS acked,
-        arraySort(groupArrayIf(elapsed_ms, kind = 'ACK')) AS a_sorted
+        countIf(decision = 1) AS decided,
+        countIf(decision = 1 AND ok = 1) AS on_time,
+        countIf(decision = 1 AND ok = 0) AS breached,
+        quantilesExactIf(0.499999999999, 0.899999999999, 0.989999999999)(elapsed_ms, decision = 1) AS d_q,
+        maxIf(elapsed_ms, decision = 1) AS d_max,
+        sumIf(elapsed_ms, decision = 1) AS d_sum,
+        countIf(decision = 0) AS acked,
+        quantileExactIf(0.899999999999)(elapsed_ms, decision = 0) AS a_q
     FROM
     (
         SELECT
             operator_id,
             priority,
-            kind,
+            decision,
             at,
             elapsed_ms,
             ok,
@@ -49,17 +51,14 @@ FROM
                 * %(step_ms)s AS window_start
         FROM
         (
-            SELECT operator_id, priority, 'DECISION' AS kind, assumeNotNull(decided_at) AS at,
-                   assumeNotNull(time_to_decision_ms) AS elapsed_ms, assumeNotNull(decision_on_time) AS ok
-            FROM reactions FINAL
-            WHERE decided_at IS NOT NULL AND time_to_decision_ms IS NOT NULL
+            SELECT toUInt8(1) AS decision, at, operator_id, priority, elapsed_ms, ok
+            FROM reaction_decisions FINAL
+            WHERE at >= %(since_ms)s
             UNION ALL
-            SELECT operator_id, priority, 'ACK' AS kind, assumeNotNull(acked_at) AS at,
-                   assumeNotNull(time_to_ack_ms) AS elapsed_ms, assumeNotNull(ack_on_time) AS ok
-            FROM reactions FINAL
-            WHERE acked_at IS NOT NULL AND time_to_ack_ms IS NOT NULL
+            SELECT toUInt8(0) AS decision, at, operator_id, priority, elapsed_ms, ok
+            FROM reaction_acks FINAL
+            WHERE at >= %(since_ms)s
         )
-        WHERE at >= %(since_ms)s
     )
     WHERE window_start > at - %(size_ms)s
     GROUP BY operator_id, priority, window_start
