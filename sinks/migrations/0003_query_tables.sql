@@ -21,7 +21,8 @@
 --   rare, with small IN sets.
 -- * overdue_status: the overdue alerts, keyed like `overdue`, with one row per reaction that
 --   acknowledged (ACK) or decided (DECISION) the referral, which outranks the alert (resolved = 1;
---   operator_id and priority empty there).
+--   operator_id and priority empty there). One partition per kind (the two are read in parallel);
+--   the kind stays in the key, so FINAL never merges rows of two partitions.
 --
 -- Aliases never reuse the name of a source column a WHERE of the same view reads (on 18.16 and
 -- current releases the alias would win there).
@@ -153,6 +154,7 @@ CREATE TABLE IF NOT EXISTS {db}.overdue_status (
     detected_at Int64,
     resolved UInt8
 ) ENGINE = ReplacingMergeTree(resolved)
+PARTITION BY deadline_kind
 ORDER BY (referral_id, deadline_kind);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.overdue_status_mv TO {db}.overdue_status AS

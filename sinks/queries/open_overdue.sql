@@ -14,9 +14,14 @@ SELECT
 FROM
 (
     -- overdue_status: the alerts, each outranked (resolved = 1) by a reaction that acknowledged
-    -- (ACK) or decided (DECISION) its referral
+    -- (ACK) or decided (DECISION) its referral; one partition per kind, read in parallel
     SELECT referral_id, operator_id, priority, deadline_kind, deadline, detected_at, resolved
     FROM overdue_status FINAL
+    WHERE deadline_kind = 'ACK'
+    UNION ALL
+    SELECT referral_id, operator_id, priority, deadline_kind, deadline, detected_at, resolved
+    FROM overdue_status FINAL
+    WHERE deadline_kind = 'DECISION'
 )
 WHERE resolved = 0
 ORDER BY deadline, referral_id, deadline_kind

@@ -25,32 +25,45 @@ SELECT
     if(acked = 0, 0, a_q) AS ack_p90_ms
 FROM
 (
-    -- nearest rank with quantilesExact: see decision_time_weekly
+    -- The windows from the panes: a value at t is in the windows starting at
+    -- (intDiv(t, step) - i) * step, i < k = ceil(size / step), that start after t - size, i.e. in all
+    -- k unless its offset in the pane, t - intDiv(t, step) * step, reaches size - (k - 1) * step
+    -- (never when size is a multiple of step): such a `late` part of a pane is in the first k - 1.
+    -- Nearest rank with quantilesExact: see decision_time_weekly.
+    WITH toUInt64(intDiv(%(size_ms)s + %(step_ms)s - 1, %(step_ms)s)) AS k
     SELECT
         operator_id,
         priority,
-        window_start,
-        countIf(decision = 1) AS decided,
-        countIf(decision = 1 AND ok = 1) AS on_time,
-        countIf(decision = 1 AND ok = 0) AS breached,
-        quantilesExactIf(0.499999999999, 0.899999999999, 0.989999999999)(elapsed_ms, decision = 1) AS d_q,
-        maxIf(elapsed_ms, decision = 1) AS d_max,
-        sumIf(elapsed_ms, decision = 1) AS d_sum,
-        countIf(decision = 0) AS acked,
-        quantileExactIf(0.899999999999)(elapsed_ms, decision = 0) AS a_q
+        (pane - arrayJoin(range(toUInt64(k - late)))) * %(step_ms)s AS window_start,
+        sum(p_decided) AS decided,
+        sum(p_on_time) AS on_time,
+        sum(p_breached) AS breached,
+        quantilesExactArray(0.499999999999, 0.899999999999, 0.989999999999)(p_d) AS d_q,
+        max(p_d_max) AS d_max,
+        sum(p_d_sum) AS d_sum,
+        sum(p_acked) AS acked,
+        quantileExactArray(0.899999999999)(p_a) AS a_q
     FROM
     (
+        -- panes, step_ms wide and aligned to the epoch, per operator and priority
+        WITH toUInt64(intDiv(%(size_ms)s + %(step_ms)s - 1, %(step_ms)s)) AS k
         SELECT
             operator_id,
             priority,
-            decision,
-            at,
-            elapsed_ms,
-            ok,
-            (intDiv(at, %(step_ms)s) - arrayJoin(range(toUInt64(intDiv(%(size_ms)s + %(step_ms)s - 1, %(step_ms)s)))))
-                * %(step_ms)s AS window_start
+            intDiv(at, %(step_ms)s) AS pane,
+            toUInt64(at - pane * %(step_ms)s >= %(size_ms)s - (k - 1) * %(step_ms)s) AS late,
+            countIf(decision = 1) AS p_decided,
+            countIf(decision = 1 AND ok = 1) AS p_on_time,
+            countIf(decision = 1 AND ok = 0) AS p_breached,
+            groupArrayIf(elapsed_ms, decision = 1) AS p_d,
+            maxIf(elapsed_ms, decision = 1) AS p_d_max,
+            sumIf(elapsed_ms, decision = 1) AS p_d_sum,
+            countIf(decision = 0) AS p_acked,
+            groupArrayIf(elapsed_ms, decision = 0) AS p_a
         FROM
         (
+            -- reaction_decisions and reaction_acks (migration 0003), sorted by decided_at /
+            -- acked_at (`at`): read in parallel
             SELECT toUInt8(1) AS decision, at, operator_id, priority, elapsed_ms, ok
             FROM reaction_decisions FINAL
             WHERE at >= %(since_ms)s
@@ -59,8 +72,11 @@ FROM
             FROM reaction_acks FINAL
             WHERE at >= %(since_ms)s
         )
+        GROUP BY operator_id, priority, pane, late
     )
-    WHERE window_start > at - %(size_ms)s
     GROUP BY operator_id, priority, window_start
 )
 ORDER BY operator_id, priority, window_start
+-- every window's values at once: a recomputation of months holds more than the stack's 2 GB per
+-- query, so past 1 GB the aggregation spills to disk
+SETTINGS max_bytes_before_external_group_by = 1000000000

@@ -132,6 +132,17 @@ def test_query_answers_match_the_reference(ch: ChdbClient, events: dict[str, lis
     assert reference.mismatches(columns, result, expected) == []
 
 
+@pytest.mark.parametrize(("name", "given"), sample.VARIANTS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(sample.VARIANTS)])
+def test_query_answers_with_other_parameters(ch: ChdbClient, events: dict[str, list[dict[str, Any]]],
+                                             name: str, given: dict[str, Any]) -> None:
+    query = queries.catalogue()[name]
+    params = {**sample.params_for(query.params), **given}
+    columns, result = ch.run(query, params)
+    expected = reference.EXPECTED[name](events, params)
+    assert expected, f"the sample gives {name} {given} nothing to check"
+    assert reference.mismatches(columns, result, expected) == []
+
+
 def test_query_tables_backfill_rows_older_than_them(ch: ChdbClient, events: dict[str, list[dict[str, Any]]]) -> None:
     """Half of every table inserted before the query tables exist (their migration backfills it),
     the rest after (their materialized views): the catalogue answers as if they had always been."""
