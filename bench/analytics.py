@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import statistics
 import time
@@ -341,6 +342,7 @@ def query_latency(args: argparse.Namespace, result: Result) -> None:
         result.details["rows"] = {t: int(admin.execute(f"SELECT count() FROM {db}.{t}")[0][0])
                                   for t in query_tables(admin, db)}
         client = client_for(settings, database=db, send_receive_timeout=900)
+        result.details["load_average_before_queries"] = [round(x, 2) for x in os.getloadavg()]
         medians: dict[str, float] = {}
         server: dict[str, float] = {}
         catalogue = queries.catalogue()
