@@ -10,7 +10,8 @@
 -- * reaction_decisions / reaction_acks: a decision never changes once made and an
 --   acknowledgement's time and delay are frozen (agents/logic/reactions.py), so every version of
 --   a reaction that has decided_at (acked_at) has the same one: key (at, referral_id), latest
---   updated_at wins (an escalation after the acknowledgement changes the priority).
+--   updated_at wins (an escalation after the acknowledgement changes the priority). `series`
+--   numbers (operator_id, priority) for grouping; reaction_series has the names back.
 -- * referral_reports: reporter_id and reported_at are the report's and never change between
 --   versions of a referral: key (reported_at, referral_id, duplicate), latest version wins.
 -- * referral_compliance: what compliance_* count, one row per (routed_at, referral_id): a
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS {db}.reaction_decisions (
     referral_id String,
     operator_id String,
     priority String,
+    series UInt64,
     elapsed_ms Int64,
     ok UInt8,
     updated_at UInt64
@@ -39,13 +41,13 @@ CREATE TABLE IF NOT EXISTS {db}.reaction_decisions (
 ORDER BY (at, referral_id);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.reaction_decisions_mv TO {db}.reaction_decisions AS
-SELECT assumeNotNull(decided_at) AS at, referral_id, operator_id, priority,
+SELECT assumeNotNull(decided_at) AS at, referral_id, operator_id, priority, cityHash64(operator_id, priority) AS series,
        assumeNotNull(time_to_decision_ms) AS elapsed_ms, assumeNotNull(decision_on_time) AS ok, updated_at
 FROM {db}.reactions
 WHERE decided_at IS NOT NULL AND time_to_decision_ms IS NOT NULL;
 
-INSERT INTO {db}.reaction_decisions (at, referral_id, operator_id, priority, elapsed_ms, ok, updated_at)
-SELECT assumeNotNull(decided_at) AS at, referral_id, operator_id, priority,
+INSERT INTO {db}.reaction_decisions (at, referral_id, operator_id, priority, series, elapsed_ms, ok, updated_at)
+SELECT assumeNotNull(decided_at) AS at, referral_id, operator_id, priority, cityHash64(operator_id, priority) AS series,
        assumeNotNull(time_to_decision_ms) AS elapsed_ms, assumeNotNull(decision_on_time) AS ok, updated_at
 FROM {db}.reactions
 WHERE decided_at IS NOT NULL AND time_to_decision_ms IS NOT NULL;
@@ -55,6 +57,7 @@ CREATE TABLE IF NOT EXISTS {db}.reaction_acks (
     referral_id String,
     operator_id String,
     priority String,
+    series UInt64,
     elapsed_ms Int64,
     ok UInt8,
     updated_at UInt64
@@ -62,16 +65,37 @@ CREATE TABLE IF NOT EXISTS {db}.reaction_acks (
 ORDER BY (at, referral_id);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.reaction_acks_mv TO {db}.reaction_acks AS
-SELECT assumeNotNull(acked_at) AS at, referral_id, operator_id, priority,
+SELECT assumeNotNull(acked_at) AS at, referral_id, operator_id, priority, cityHash64(operator_id, priority) AS series,
        assumeNotNull(time_to_ack_ms) AS elapsed_ms, assumeNotNull(ack_on_time) AS ok, updated_at
 FROM {db}.reactions
 WHERE acked_at IS NOT NULL AND time_to_ack_ms IS NOT NULL;
 
-INSERT INTO {db}.reaction_acks (at, referral_id, operator_id, priority, elapsed_ms, ok, updated_at)
-SELECT assumeNotNull(acked_at) AS at, referral_id, operator_id, priority,
+INSERT INTO {db}.reaction_acks (at, referral_id, operator_id, priority, series, elapsed_ms, ok, updated_at)
+SELECT assumeNotNull(acked_at) AS at, referral_id, operator_id, priority, cityHash64(operator_id, priority) AS series,
        assumeNotNull(time_to_ack_ms) AS elapsed_ms, assumeNotNull(ack_on_time) AS ok, updated_at
 FROM {db}.reactions
 WHERE acked_at IS NOT NULL AND time_to_ack_ms IS NOT NULL;
+
+-- series = cityHash64(operator_id, priority), by which the queries group reaction_decisions and
+-- reaction_acks (a number groups faster than two strings), and back to the names. One row per pair
+-- once merged; two pairs sharing a hash would show here as two rows under one series, and the
+-- queries stop on that rather than merge them.
+CREATE TABLE IF NOT EXISTS {db}.reaction_series (
+    series UInt64,
+    operator_id String,
+    priority String
+) ENGINE = ReplacingMergeTree
+ORDER BY (series, operator_id, priority);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.reaction_series_mv TO {db}.reaction_series AS
+SELECT cityHash64(operator_id, priority) AS series, operator_id, priority
+FROM {db}.reactions
+GROUP BY operator_id, priority;
+
+INSERT INTO {db}.reaction_series (series, operator_id, priority)
+SELECT cityHash64(operator_id, priority) AS series, operator_id, priority
+FROM {db}.reactions
+GROUP BY operator_id, priority;
 
 -- duplicate: 0 for referrals (routed or unroutable), 1 for duplicates (label, instrument empty).
 CREATE TABLE IF NOT EXISTS {db}.referral_reports (

@@ -18,10 +18,10 @@ FROM
 (
     -- Nearest rank with quantilesExact, which takes the value at 0-based index floor(level * n):
     -- floor((q - 1e-12) * n) = ceil(q * n) - 1 for every n below 10^9 (q in hundredths).
+    -- Grouped by series, the number of (operator_id, priority), then named.
     SELECT
         toMonday(toDate(toDateTime(intDiv(at, 1000), 'UTC'))) AS week,
-        operator_id,
-        priority,
+        series,
         count() AS n,
         quantilesExact(0.499999999999, 0.899999999999, 0.989999999999)(elapsed_ms) AS q,
         max(elapsed_ms) AS max_ms,
@@ -31,15 +31,23 @@ FROM
         -- reaction_decisions (migration 0003): one row per decision, sorted by decided_at (`at`).
         -- FINAL reads in a single thread on 18.16: the two halves of the period, in parallel.
         WITH if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) AS now_ms
-        SELECT at, operator_id, priority, elapsed_ms
+        SELECT at, series, elapsed_ms
         FROM reaction_decisions FINAL
         WHERE at >= now_ms - %(weeks)s * 604800000 AND at < now_ms - %(weeks)s * 302400000
         UNION ALL
         WITH if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) AS now_ms
-        SELECT at, operator_id, priority, elapsed_ms
+        SELECT at, series, elapsed_ms
         FROM reaction_decisions FINAL
         WHERE at >= now_ms - %(weeks)s * 302400000
     )
-    GROUP BY week, operator_id, priority
-)
+    GROUP BY week, series
+) AS weeks
+ANY LEFT JOIN
+(
+    -- reaction_series: the names of each series (a series of two pairs stops the query)
+    SELECT series, any(operator_id) AS operator_id, any(priority) AS priority
+    FROM reaction_series FINAL
+    GROUP BY series
+    HAVING throwIf(count() > 1) = 0
+) AS names USING (series)
 ORDER BY week, operator_id, priority

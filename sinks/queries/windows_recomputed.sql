@@ -32,8 +32,7 @@ FROM
     -- Nearest rank with quantilesExact: see decision_time_weekly.
     WITH toUInt64(intDiv(%(size_ms)s + %(step_ms)s - 1, %(step_ms)s)) AS k
     SELECT
-        operator_id,
-        priority,
+        series,
         (pane - arrayJoin(range(toUInt64(k - late)))) * %(step_ms)s AS window_start,
         sum(p_decided) AS decided,
         sum(p_on_time) AS on_time,
@@ -45,11 +44,11 @@ FROM
         quantileExactArray(0.899999999999)(p_a) AS a_q
     FROM
     (
-        -- panes, step_ms wide and aligned to the epoch, per operator and priority
+        -- panes, step_ms wide and aligned to the epoch, per series: the number of (operator_id,
+        -- priority), named at the end
         WITH toUInt64(intDiv(%(size_ms)s + %(step_ms)s - 1, %(step_ms)s)) AS k
         SELECT
-            operator_id,
-            priority,
+            series,
             intDiv(at, %(step_ms)s) AS pane,
             toUInt64(at - pane * %(step_ms)s >= %(size_ms)s - (k - 1) * %(step_ms)s) AS late,
             countIf(decision = 1) AS p_decided,
@@ -64,18 +63,26 @@ FROM
         (
             -- reaction_decisions and reaction_acks (migration 0003), sorted by decided_at /
             -- acked_at (`at`): read in parallel
-            SELECT toUInt8(1) AS decision, at, operator_id, priority, elapsed_ms, ok
+            SELECT toUInt8(1) AS decision, at, series, elapsed_ms, ok
             FROM reaction_decisions FINAL
             WHERE at >= %(since_ms)s
             UNION ALL
-            SELECT toUInt8(0) AS decision, at, operator_id, priority, elapsed_ms, ok
+            SELECT toUInt8(0) AS decision, at, series, elapsed_ms, ok
             FROM reaction_acks FINAL
             WHERE at >= %(since_ms)s
         )
-        GROUP BY operator_id, priority, pane, late
+        GROUP BY series, pane, late
     )
-    GROUP BY operator_id, priority, window_start
-)
+    GROUP BY series, window_start
+) AS windows
+ANY LEFT JOIN
+(
+    -- reaction_series: the names of each series (a series of two pairs stops the query)
+    SELECT series, any(operator_id) AS operator_id, any(priority) AS priority
+    FROM reaction_series FINAL
+    GROUP BY series
+    HAVING throwIf(count() > 1) = 0
+) AS names USING (series)
 ORDER BY operator_id, priority, window_start
 -- every window's values at once: a recomputation of months holds more than the stack's 2 GB per
 -- query, so past 1 GB the aggregation spills to disk
