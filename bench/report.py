@@ -16,7 +16,7 @@ from streams.config import ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-ORDER = ("ceilings", "throughput", "latency", "crisis", "state", "analytics")
+ORDER = ("ceilings", "throughput", "latency", "crisis", "state", "analytics", "analytics_queries", "analytics_baseline")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

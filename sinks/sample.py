@@ -117,6 +117,18 @@ def sample_events(n: int = 300, seed: int = 7, now: int = NOW) -> dict[str, list
 TEST_PARAMS = {"now_ms": NOW, "at_ms": T0 + 4 * HOUR}
 
 
+# Parameters other than the defaults worth checking (the sample's referrals are routed in the first
+# 8 hours after T0): windows whose size is not a multiple of the step (a pane in fewer windows) or
+# shorter than it (gaps), one priority by the hour, a period that starts among the referrals.
+VARIANTS: list[tuple[str, dict[str, Any]]] = [
+    ("windows_recomputed", {"size_ms": 3_600_000, "step_ms": 420_000}),
+    ("windows_recomputed", {"size_ms": 600_000, "step_ms": 900_000, "since_ms": T0 + 4 * HOUR}),
+    ("decision_time_trend", {"priority": "HIGH", "bucket_ms": HOUR, "since_ms": T0 + 4 * HOUR}),
+    ("compliance_daily", {"days": 9, "now_ms": T0 + 9 * 24 * HOUR + 4 * HOUR}),
+    ("forged_labels", {"days": 9, "now_ms": T0 + 9 * 24 * HOUR + 4 * HOUR}),
+]
+
+
 def params_for(declared: dict[str, Any]) -> dict[str, Any]:
     """The catalogue defaults with the sample's clock, for a query declaring `declared`."""
     return {**declared, **{k: v for k, v in TEST_PARAMS.items() if k in declared}}

@@ -15,29 +15,40 @@ SELECT
     if(on_time + breached = 0, 1., round(on_time / (on_time + breached), 4)) AS compliance
 FROM
 (
-    SELECT
-        referral_id,
-        operator_id,
-        if(has_reaction = 1, x_priority, r_priority) AS priority,
-        if(has_reaction = 1, x_routed_at, r_routed_at) AS routed_at,
-        if(has_reaction = 1, x_deadline, r_deadline) AS decision_deadline,
-        decided_at,
-        decision_on_time,
-        if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) AS now_ms
+    -- referral_compliance (migration 0003): per (routed_at, referral_id), the reaction if there is
+    -- one, else the latest version of the referral routed then. An escalation (escalated = 1)
+    -- re-routes at its own routed_at: it supersedes the referral's first row, and counts only while
+    -- the referral has no reaction (a reaction keeps the first routed_at). Escalations are rare:
+    -- the IN sets below are small.
+    SELECT routed_at, operator_id, priority, decision_deadline, decided_at, decision_on_time,
+           if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) AS now_ms
     FROM
     (
-        SELECT referral_id, assumeNotNull(operator_id) AS operator_id, priority AS r_priority,
-               routed_at AS r_routed_at, decision_deadline AS r_deadline
-        FROM referrals FINAL
-        WHERE routed = 1
-    ) AS r
-    ANY LEFT JOIN
-    (
-        SELECT referral_id, toUInt8(1) AS has_reaction, priority AS x_priority, routed_at AS x_routed_at,
-               decision_deadline AS x_deadline, decided_at, decision_on_time
-        FROM reactions FINAL
-    ) AS x USING (referral_id)
+        -- FINAL reads in a single thread on 18.16: the two halves of the period, in parallel
+        WITH if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) AS now_ms
+        SELECT referral_id, routed_at, operator_id, priority, decision_deadline, routed, escalated, reaction,
+               decided_at, decision_on_time
+        FROM referral_compliance FINAL
+        WHERE routed_at >= now_ms - %(days)s * 86400000 AND routed_at < now_ms - %(days)s * 43200000
+        UNION ALL
+        WITH if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) AS now_ms
+        SELECT referral_id, routed_at, operator_id, priority, decision_deadline, routed, escalated, reaction,
+               decided_at, decision_on_time
+        FROM referral_compliance FINAL
+        WHERE routed_at >= now_ms - %(days)s * 43200000
+    )
+    WHERE routed = 1
+      AND (reaction = 1
+           OR (escalated = 0 AND referral_id NOT IN
+               (WITH if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) AS now_ms
+                SELECT referral_id FROM referral_compliance
+                WHERE routed_at >= now_ms - %(days)s * 86400000 AND escalated = 1 AND reaction = 0))
+           OR (escalated = 1 AND referral_id NOT IN
+               (SELECT referral_id FROM reactions
+                WHERE referral_id IN
+                    (WITH if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) AS now_ms
+                     SELECT referral_id FROM referral_compliance
+                     WHERE routed_at >= now_ms - %(days)s * 86400000 AND escalated = 1 AND reaction = 0))))
 )
-WHERE routed_at >= now_ms - %(days)s * 86400000
 GROUP BY operator_id, priority
 ORDER BY operator_id, priority

@@ -10,17 +10,18 @@ SELECT
     deadline_kind,
     toDateTime(intDiv(deadline, 1000), 'UTC') AS deadline_at,
     toDateTime(intDiv(detected_at, 1000), 'UTC') AS detected,
-    intDiv(now_ms - deadline, 1000) AS overdue_s
+    intDiv(if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) - deadline, 1000) AS overdue_s
 FROM
 (
-    SELECT referral_id, operator_id, priority, deadline_kind, deadline, detected_at,
-           if(%(now_ms)s = 0, toInt64(toUnixTimestamp(now())) * 1000, toInt64(%(now_ms)s)) AS now_ms
-    FROM overdue FINAL
-) AS o
-ANY LEFT JOIN
-(
-    SELECT referral_id, acked_at, decided_at
-    FROM reactions FINAL
-) AS x USING (referral_id)
-WHERE (deadline_kind = 'ACK' AND acked_at IS NULL) OR (deadline_kind = 'DECISION' AND decided_at IS NULL)
+    -- overdue_status: the alerts, each outranked (resolved = 1) by a reaction that acknowledged
+    -- (ACK) or decided (DECISION) its referral; one partition per kind, read in parallel
+    SELECT referral_id, operator_id, priority, deadline_kind, deadline, detected_at, resolved
+    FROM overdue_status FINAL
+    WHERE deadline_kind = 'ACK'
+    UNION ALL
+    SELECT referral_id, operator_id, priority, deadline_kind, deadline, detected_at, resolved
+    FROM overdue_status FINAL
+    WHERE deadline_kind = 'DECISION'
+)
+WHERE resolved = 0
 ORDER BY deadline, referral_id, deadline_kind

@@ -16,52 +16,74 @@ SELECT
     decided,
     on_time,
     breached,
-    if(decided = 0, 0, d_sorted[intDiv(decided * 50 + 99, 100)]) AS p50_ms,
-    if(decided = 0, 0, d_sorted[intDiv(decided * 90 + 99, 100)]) AS p90_ms,
-    if(decided = 0, 0, d_sorted[intDiv(decided * 99 + 99, 100)]) AS p99_ms,
-    if(decided = 0, 0, d_sorted[decided]) AS max_ms,
+    if(decided = 0, 0, d_q[1]) AS p50_ms,
+    if(decided = 0, 0, d_q[2]) AS p90_ms,
+    if(decided = 0, 0, d_q[3]) AS p99_ms,
+    if(decided = 0, 0, d_max) AS max_ms,
     if(decided = 0, 0., d_sum / decided) AS mean_ms,
     acked,
-    if(acked = 0, 0, a_sorted[intDiv(acked * 90 + 99, 100)]) AS ack_p90_ms
+    if(acked = 0, 0, a_q) AS ack_p90_ms
 FROM
 (
+    -- The windows from the panes: a value at t is in the windows starting at
+    -- (intDiv(t, step) - i) * step, i < k = ceil(size / step), that start after t - size, i.e. in all
+    -- k unless its offset in the pane, t - intDiv(t, step) * step, reaches size - (k - 1) * step
+    -- (never when size is a multiple of step): such a `late` part of a pane is in the first k - 1.
+    -- Nearest rank with quantilesExact: see decision_time_weekly.
+    WITH toUInt64(intDiv(%(size_ms)s + %(step_ms)s - 1, %(step_ms)s)) AS k
     SELECT
-        operator_id,
-        priority,
-        window_start,
-        countIf(kind = 'DECISION') AS decided,
-        countIf(kind = 'DECISION' AND ok = 1) AS on_time,
-        countIf(kind = 'DECISION' AND ok = 0) AS breached,
-        arraySort(groupArrayIf(elapsed_ms, kind = 'DECISION')) AS d_sorted,
-        sumIf(elapsed_ms, kind = 'DECISION') AS d_sum,
-        countIf(kind = 'ACK') AS acked,
-        arraySort(groupArrayIf(elapsed_ms, kind = 'ACK')) AS a_sorted
+        series,
+        (pane - arrayJoin(range(toUInt64(k - late)))) * %(step_ms)s AS window_start,
+        sum(p_decided) AS decided,
+        sum(p_on_time) AS on_time,
+        sum(p_breached) AS breached,
+        quantilesExactArray(0.499999999999, 0.899999999999, 0.989999999999)(p_d) AS d_q,
+        max(p_d_max) AS d_max,
+        sum(p_d_sum) AS d_sum,
+        sum(p_acked) AS acked,
+        quantileExactArray(0.899999999999)(p_a) AS a_q
     FROM
     (
+        -- panes, step_ms wide and aligned to the epoch, per series: the number of (operator_id,
+        -- priority), named at the end
+        WITH toUInt64(intDiv(%(size_ms)s + %(step_ms)s - 1, %(step_ms)s)) AS k
         SELECT
-            operator_id,
-            priority,
-            kind,
-            at,
-            elapsed_ms,
-            ok,
-            (intDiv(at, %(step_ms)s) - arrayJoin(range(toUInt64(intDiv(%(size_ms)s + %(step_ms)s - 1, %(step_ms)s)))))
-                * %(step_ms)s AS window_start
+            series,
+            intDiv(at, %(step_ms)s) AS pane,
+            toUInt64(at - pane * %(step_ms)s >= %(size_ms)s - (k - 1) * %(step_ms)s) AS late,
+            countIf(decision = 1) AS p_decided,
+            countIf(decision = 1 AND ok = 1) AS p_on_time,
+            countIf(decision = 1 AND ok = 0) AS p_breached,
+            groupArrayIf(elapsed_ms, decision = 1) AS p_d,
+            maxIf(elapsed_ms, decision = 1) AS p_d_max,
+            sumIf(elapsed_ms, decision = 1) AS p_d_sum,
+            countIf(decision = 0) AS p_acked,
+            groupArrayIf(elapsed_ms, decision = 0) AS p_a
         FROM
         (
-            SELECT operator_id, priority, 'DECISION' AS kind, assumeNotNull(decided_at) AS at,
-                   assumeNotNull(time_to_decision_ms) AS elapsed_ms, assumeNotNull(decision_on_time) AS ok
-            FROM reactions FINAL
-            WHERE decided_at IS NOT NULL AND time_to_decision_ms IS NOT NULL
+            -- reaction_decisions and reaction_acks (migration 0003), sorted by decided_at /
+            -- acked_at (`at`): read in parallel
+            SELECT toUInt8(1) AS decision, at, series, elapsed_ms, ok
+            FROM reaction_decisions FINAL
+            WHERE at >= %(since_ms)s
             UNION ALL
-            SELECT operator_id, priority, 'ACK' AS kind, assumeNotNull(acked_at) AS at,
-                   assumeNotNull(time_to_ack_ms) AS elapsed_ms, assumeNotNull(ack_on_time) AS ok
-            FROM reactions FINAL
-            WHERE acked_at IS NOT NULL AND time_to_ack_ms IS NOT NULL
+            SELECT toUInt8(0) AS decision, at, series, elapsed_ms, ok
+            FROM reaction_acks FINAL
+            WHERE at >= %(since_ms)s
         )
-        WHERE at >= %(since_ms)s
+        GROUP BY series, pane, late
     )
-    WHERE window_start > at - %(size_ms)s
-    GROUP BY operator_id, priority, window_start
-)
+    GROUP BY series, window_start
+) AS windows
+ANY LEFT JOIN
+(
+    -- reaction_series: the names of each series (a series of two pairs stops the query)
+    SELECT series, any(operator_id) AS operator_id, any(priority) AS priority
+    FROM reaction_series FINAL
+    GROUP BY series
+    HAVING throwIf(count() > 1) = 0
+) AS names USING (series)
 ORDER BY operator_id, priority, window_start
+-- every window's values at once: a recomputation of months holds more than the stack's 2 GB per
+-- query, so past 1 GB the aggregation spills to disk
+SETTINGS max_bytes_before_external_group_by = 1000000000
