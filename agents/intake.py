@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from agents.logic.dedup import dedup_key
 from agents.logic.intake import Intake
-from streams.app import Pipeline, now_ms
+from streams.app import BATCH, BATCH_WITHIN_S, Pipeline, now_ms
 from streams.errors import RejectedError
 from streams.records import Referral
 
@@ -23,9 +23,8 @@ def register(pipe: Pipeline) -> Any:
     @pipe.app.agent(source, name="signalement.intake")
     async def intake(stream: Any) -> None:
         """reports.* -> internal.dedup | referrals.rejected"""
-        async for event in stream.events():
-            async with pipe.work(event):
-                await take(event.message)
+        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+            await pipe.each_partition(events, take)
 
     async def take(msg: Any) -> None:
         try:

@@ -21,7 +21,7 @@ from agents.logic.dedup import dedup_key
 from agents.logic.overdue import DeadlineIndex, overdue_alert
 from agents.logic.validate import check_decision
 from agents.ticks import register_ticks
-from streams.app import Pipeline, now_ms
+from streams.app import BATCH, BATCH_WITHIN_S, Pipeline, now_ms
 from streams.errors import RejectedError
 from streams.records import OperatorDecision, Reaction, RoutedReferral
 
@@ -184,9 +184,8 @@ def register(pipe: Pipeline) -> Any:
     @pipe.app.agent(source, name="signalement.reactions")
     async def reactions(stream: Any) -> None:
         """accepted + decisions + ticks -> reactions, overdue, internal.windows | rejected"""
-        async for event in stream.events():
-            async with pipe.work(event):
-                await handle(event.message)
+        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+            await pipe.each_partition(events, handle)
 
     async def handle(msg: Any) -> None:
         try:

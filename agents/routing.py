@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from agents.logic import dedup
-from streams.app import Pipeline, now_ms
+from streams.app import BATCH, BATCH_WITHIN_S, Pipeline, now_ms
 from streams.records import RoutedReferral
 
 log = logging.getLogger("signalement.routing")
@@ -79,9 +79,8 @@ def register(pipe: Pipeline) -> Any:
     @pipe.app.agent(source, name="signalement.routing")
     async def routing(stream: Any) -> None:
         """internal.dedup + ticks -> referrals.accepted + lane | duplicates | unroutable"""
-        async for event in stream.events():
-            async with pipe.work(event):
-                await handle(event.message)
+        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+            await pipe.each_partition(events, handle)
 
     async def handle(msg: Any) -> None:
         if msg.topic == names.ticks:

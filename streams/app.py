@@ -10,7 +10,8 @@ import logging
 import time
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,12 @@ from streams.security import faust_credentials
 from streams.topics import REJECTED_MAX_BYTES, Topics
 
 log = logging.getLogger("signalement")
+# Agents take events in batches (`stream.take_events`): up to BATCH, or what came within BATCH_WITHIN_S.
+# Faust's per-event agent loop (one lock, one context and one ack round per event) was the largest
+# cost of the worker after the logic itself (docs/benchmarks.md); 10 ms of waiting at low load is
+# small next to the 100 ms transaction commits of exactly-once.
+BATCH = 500
+BATCH_WITHIN_S = 0.01
 # Faust's RocksDB defaults (3 x 64 MiB write buffers and a 2 GiB block cache per partition of
 # each table: 5 tables x 4 partitions here) let memory grow to gigabytes; cap each database.
 ROCKSDB_OPTIONS = {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2,
@@ -50,6 +57,17 @@ def acting_for(event: Any) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+def partition_groups(events: Sequence[Any]) -> list[list[Any]]:
+    """Split a batch by source partition number, keeping each partition's order.
+
+    All the pipeline's topics are co-partitioned (one assignor group, streams/topics.py), so one
+    partition number is one unit of work: one transaction, one changelog partition per table."""
+    groups: dict[int, list[Any]] = defaultdict(list)
+    for event in events:
+        groups[event.message.partition].append(event)
+    return list(groups.values())
 
 
 @dataclass
@@ -111,6 +129,15 @@ class Pipeline:
                 # a message other agents also read (the ticks) is left to Faust's count of readers
                 if event.message.refcount <= 1:
                     event.ack()
+
+    async def each_partition(self, events: Sequence[Any], handle: Callable[[Any], Awaitable[None]]) -> None:
+        """Handle a batch: each partition's events as one unit of work (`work`), in order, with the
+        partition's last event current (so table writes and sends go to that partition)."""
+        for group in partition_groups(events):
+            with acting_for(group[-1]):
+                async with self.work(*group):
+                    for event in group:
+                        await handle(event.message)
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> Any:
         """Hand one record to the producer (delivered before the source offset is committed).

@@ -23,6 +23,15 @@ HEALTH_TOPIC = "_signalement.health"
 JVM_HEAP = ["-Xmx768m", "-Xms256m"]
 
 
+def new_cluster_id() -> str:
+    """A random id as Kafka's `Uuid.randomUuid` makes them: never one starting with "-", which
+    command lines read as an option (kafka-storage failed on a fresh machine for 1 in 64 ids)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
 class Kafka(Service):
     name = "Kafka"
     stop_timeout = 45.0
@@ -96,8 +105,8 @@ class Kafka(Service):
     def cluster_id(self) -> str:
         """The KRaft cluster id: generated on first use, then kept."""
         path = self.dir / "cluster.id"
-        if not path.exists():
-            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode() + "\n")
+        if not path.exists() or path.read_text().startswith("-"):
+            path.write_text(new_cluster_id() + "\n")
         return path.read_text().strip()
 
     def format_storage(self, java: str) -> None:
@@ -106,7 +115,7 @@ class Kafka(Service):
             return
         console.print(f"  formatting Kafka storage in {self.data_dir}")
         argv = [java, "-Xmx256m", f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
-                "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format", "-t", self.cluster_id(),
+                "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id()}",
                 "-c", str(self.config_file), "--ignore-formatted"]
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:

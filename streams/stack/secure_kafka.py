@@ -60,7 +60,7 @@ class SecureKafka(Kafka):
             return
         console.print(f"  formatting secure Kafka storage in {self.data_dir} (SCRAM user {ADMIN})")
         argv = [java, "-Xmx256m", f"-Dlog4j.configuration=file:{self.dir / 'log4j.properties'}",
-                "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format", "-t", self.cluster_id(),
+                "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id()}",
                 "-c", str(self.config_file), "--ignore-formatted",
                 "--add-scram", f"SCRAM-SHA-512=[name={ADMIN},password={self.admin_password()}]"]
         result = subprocess.run(argv, capture_output=True, text=True)
