@@ -10,11 +10,12 @@ partition's ticks, so the tables are modified only inside their partition's stre
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
+
+import orjson
 
 from agents.logic import reactions as logic
 from agents.logic.dedup import dedup_key
@@ -40,11 +41,11 @@ class Reactor:
         self.built: set[int] = set()
 
     def _save(self, key: bytes, state: dict[str, Any]) -> None:
-        self.table[key] = json.dumps(state, separators=(",", ":")).encode()
+        self.table[key] = orjson.dumps(state)
 
     def _load(self, key: bytes) -> dict[str, Any] | None:
         raw = self.table.get(key)
-        return json.loads(raw) if raw is not None else None
+        return orjson.loads(raw) if raw is not None else None
 
     async def on_routed(self, msg: Any) -> None:
         routed: RoutedReferral = self.pipe.codec.decode(msg.value, "RoutedReferral")  # type: ignore[assignment]
@@ -63,7 +64,7 @@ class Reactor:
         if held is not None:
             del self.pending[key]
             self.index[msg.partition].remove(key.decode(), HELD)
-            for h in json.loads(held)["held"]:
+            for h in orjson.loads(held)["held"]:
                 try:
                     await self.on_decision(_message(h), held_since=h["at"])
                 except RejectedError as exc:  # e.g. NOT_YOUR_REFERRAL: the decision's fault, not the referral's
@@ -106,7 +107,7 @@ class Reactor:
 
     def _hold(self, msg: Any, key: bytes, held_since: int | None) -> None:
         raw = self.pending.get(key)
-        held = json.loads(raw) if raw is not None else {"p": msg.partition, "held": []}
+        held = orjson.loads(raw) if raw is not None else {"p": msg.partition, "held": []}
         # a flood about one unknown referral, or a huge key, must not grow a table value without bound
         if len(held["held"]) >= MAX_HELD:
             raise RejectedError(f"no referral {key.decode()!r} is known and {MAX_HELD} decisions about it already wait",
@@ -117,7 +118,7 @@ class Reactor:
         at = held_since if held_since is not None else now_ms()
         held["held"].append({"t": msg.topic, "pt": msg.partition, "o": msg.offset, "at": at,
                              "k": _b64(msg.key), "v": _b64(msg.value)})
-        self.pending[key] = json.dumps(held, separators=(",", ":")).encode()
+        self.pending[key] = orjson.dumps(held)
         self.index[msg.partition].add(key.decode(), HELD, at + self.pipe.policy.unknown_grace_ms)
 
     async def on_tick(self, partition: int) -> None:
@@ -145,18 +146,18 @@ class Reactor:
         if raw is None:
             return
         del self.pending[key]
-        for h in json.loads(raw)["held"]:
+        for h in orjson.loads(raw)["held"]:
             await self.pipe.reject(_message(h), "UNKNOWN_REFERRAL",
                                    f"no referral {key.decode()!r} was routed within the grace period")
 
     def _rebuild(self, partition: int) -> None:
         """After a (re)start: index what this partition's tables hold (once, not per tick)."""
         for _key, raw in self.table.items():
-            state = json.loads(raw)
+            state = orjson.loads(raw)
             if state["p"] == partition:
                 self._index(partition, state)
         for key, raw in self.pending.items():
-            held = json.loads(raw)
+            held = orjson.loads(raw)
             if held["p"] == partition:
                 first = min(h["at"] for h in held["held"])
                 self.index[partition].add(key.decode(), HELD, first + self.pipe.policy.unknown_grace_ms)

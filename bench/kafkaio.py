@@ -92,8 +92,19 @@ def group_lag(c: Consumer, group: str, parts: list[TopicPartition], settings: Se
         return -1
     finally:
         g.close()
-    ends = end_offsets(c, parts)
+    ends = end_offsets(c, parts) if settings.guarantee != "exactly_once" else committed_ends(parts, settings)
     return sum(max(0, ends[(tp.topic, tp.partition)] - max(tp.offset, 0)) for tp in committed)
+
+
+def committed_ends(parts: list[TopicPartition], settings: Settings) -> dict[tuple[str, int], int]:
+    """1 + the offset of each partition's last committed record: under exactly-once a partition
+    written in transactions ends with a commit marker that no consumer ever commits past."""
+    from faust.types import TP
+
+    from streams.eos import last_records
+
+    ends = last_records(settings.confluent(), [TP(tp.topic, tp.partition) for tp in parts], timeout_s=30)
+    return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
 @dataclass

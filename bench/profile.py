@@ -39,11 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=40_000, help="referrals in the backlog (40000)")
     p.add_argument("--decisions", type=int, default=6_000, help="referrals then acknowledged and removed (6000)")
     p.add_argument("--seconds", type=int, default=30, help="seconds sampled per phase (30)")
+    p.add_argument("--raw", type=Path, default=None, help="also keep py-spy's raw samples in this folder")
 
 
 def summarise(raw: Path, top: int = 25) -> dict[str, object]:
     cats: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -51,16 +53,25 @@ def summarise(raw: Path, top: int = 25) -> dict[str, object]:
         total += n
         frames = stack.split(";")
         own[frames[-1]] += n
+        for func in {f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0] + ")" for f in frames}:
+            inclusive[func] += n
         cats[next((name for name, pat in CATEGORIES if pat in stack), "other (asyncio, Faust streams, sensors)")] += n
     share = {k: round(100 * v / max(1, total), 1) for k, v in cats.most_common()}
     return {"samples": total, "categories_pct": share,
-            "top_self_pct": {k: round(100 * v / max(1, total), 1) for k, v in own.most_common(top)}}
+            "top_self_pct": {k: round(100 * v / max(1, total), 1) for k, v in own.most_common(top)},
+            "top_inclusive_pct": {k: round(100 * v / max(1, total), 1) for k, v in inclusive.most_common(2 * top)}}
 
 
 def spy(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen([exe, "record", "-o", str(out), "-f", "raw", "-r", "100", "-d", str(seconds), "--pid",
                              str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def keep(raw: Path, folder: Path | None) -> None:
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(raw, folder / raw.name)
 
 
 def run(args: argparse.Namespace) -> Result:
@@ -81,12 +92,14 @@ def run(args: argparse.Namespace) -> Result:
         run.wait_lag("worker", 120)
         proc.wait()
         result.details["referrals"] = summarise(raw)
+        keep(raw, args.raw)
         if args.decisions:
             raw = run.tmp / "decisions.txt"
             proc = spy(run.procs[0].pid, raw, args.seconds)
             decisions_phase(run, args.decisions, result, 300)
             proc.wait()
             result.details["decisions"] = summarise(raw)
+            keep(raw, args.raw)
     for phase in ("referrals", "decisions"):
         summary = result.details.get(phase)
         if isinstance(summary, dict):

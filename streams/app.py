@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections import Counter
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field

@@ -51,6 +51,8 @@ from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.types import TP
 
+from streams.partitioner import partition_for
+
 log = logging.getLogger("signalement.eos")
 JOURNAL = "undo-journal.db"
 
@@ -77,10 +79,15 @@ class PartitionTransactions(TransactionManager):
         self.open: set[str] = set()  # transactions holding records not committed yet
         self.persist: dict[str, dict[TP, tuple[Any, int]]] = {}  # changelog offsets to keep, by transaction
         self.journal = UndoJournal(Path(self.app.conf.tabledir) / JOURNAL)
+        self._tids: dict[TP, str] = {}
+        self._partitions: dict[str, int] = {}
 
     def transactional_id(self, tp: TP) -> str:
-        group = self.app.assignor.group_for_topic(tp.topic)
-        return f"{self.app.conf.id}-{group}-{tp.partition}"
+        tid = self._tids.get(tp)
+        if tid is None:  # once per partition: Faust's settings and assignor lookups were ~5 % of the worker
+            group = self.app.assignor.group_for_topic(tp.topic)
+            tid = self._tids[tp] = f"{self.app.conf.id}-{group}-{tp.partition}"
+        return tid
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                    timestamp: float | None, headers: Any, *, transactional_id: str | None = None) -> Any:
@@ -89,7 +96,24 @@ class PartitionTransactions(TransactionManager):
             return await self.producer.send(topic, key, value, partition, timestamp, headers)
         tid = self.transactional_id(event.message.tp)
         self.open.add(tid)
-        return await self.producer.send(topic, key, value, partition, timestamp, headers, transactional_id=tid)
+        txn = self.producer._transaction_producers.get(tid)  # type: ignore[attr-defined]
+        if txn is None or timestamp is not None or headers is not None:
+            return await self.producer.send(topic, key, value, partition, timestamp, headers, transactional_id=tid)
+        # Straight to the partition's aiokafka producer. Faust's send adds a per-transaction lock
+        # (commits already exclude sends here: both hold `work_lock`) and a signal; aiokafka's
+        # partitioner hashes in Python one byte at a time.
+        if partition is None and key is not None:
+            count = self._partitions.get(topic) or self._count(txn, topic)
+            if count:
+                partition = partition_for(key, count)
+        return await txn.send(topic, value, key=key, partition=partition)
+
+    def _count(self, txn: Any, topic: str) -> int:
+        """Partitions of `topic` per the producer's metadata (0 until it has some: aiokafka then picks)."""
+        parts = txn.client.cluster.partitions_for_topic(topic)
+        if parts:
+            self._partitions[topic] = len(parts)
+        return len(parts or ())
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         async with work_lock(self.app):
@@ -204,6 +228,10 @@ def last_records(confluent: dict[str, object], partitions: list[TP], window: int
 class TransactionalTable(faust.Table):  # type: ignore[misc]
     """A table whose changelog records join the current event's transaction (see module doc)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._partition_paths: dict[int, Path] = {}
+
     def on_key_set(self, key: Any, value: Any) -> None:
         if not self._queue(key, value):
             super().on_key_set(key, value)
@@ -226,10 +254,17 @@ class TransactionalTable(faust.Table):  # type: ignore[misc]
             on_sent = partial(self._delivered, transactions, tid)
             store: Any = self.data
             if partition is not None and hasattr(store, "_db_for_partition"):  # RocksDB (the worker's store)
-                transactions.journal.remember(tid, store.partition_path(partition), store._db_for_partition(partition),
+                transactions.journal.remember(tid, self._path(store, partition), store._db_for_partition(partition),
                                               key)
         box.append((self.changelog_topic.get_topic_name(), key, value, partition, on_sent))
         return True
+
+    def _path(self, store: Any, partition: int) -> Path:
+        """The partition's RocksDB folder, computed once (Faust derives it from its settings on every call)."""
+        path = self._partition_paths.get(partition)
+        if path is None:
+            path = self._partition_paths[partition] = store.partition_path(partition)
+        return path
 
     def _delivered(self, transactions: PartitionTransactions, tid: str, fut: Any) -> None:
         """A changelog record reached the broker: its offset is persisted when `tid` commits."""

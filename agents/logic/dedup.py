@@ -8,9 +8,10 @@ An item's state is a plain dict (stored as JSON in the dedup table):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from agents.logic.priority import deadlines
 from streams.policy import RANK, Policy
@@ -86,8 +87,8 @@ def mark_decided(item: Item | None) -> Item | None:
 
 
 def dumps(item: Item) -> bytes:
-    return json.dumps(item, separators=(",", ":")).encode()
+    return orjson.dumps(item)
 
 
 def loads(data: bytes) -> Item:
-    return json.loads(data)  # type: ignore[no-any-return]
+    return orjson.loads(data)  # type: ignore[no-any-return]
