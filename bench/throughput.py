@@ -105,12 +105,14 @@ def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilin
             sustained = n / max(1e-3, all_done - out.first_ts / 1000)
         result.add(f"sustained referrals/s, {tag}", round(sustained), "referrals/s",
                    "first output -> the worker group committed every source topic (reactions included; "
-                   "offsets are committed every 2.8 s)", ratios(sustained, ceilings))
+                   f"{run.settings.guarantee}, commits every {run.settings.commit_interval:g} s)",
+                   ratios(sustained, ceilings))
         result.add(f"lane records/s, {tag}", round(out.lane_records / out.span_s), "records/s",
                    f"{out.lane_records:,} lane records")
         result.add(f"wall to last output, {tag}", round(wall_outputs, 1), "s", "from worker start (start-up included)")
         result.add(f"wall until worker group committed all, {tag}",
-                   round(wall_worker, 1) if wall_worker else None, "s", "reactions agent included; commit every 2.8 s")
+                   round(wall_worker, 1) if wall_worker else None, "s",
+                   f"reactions agent included; commits every {run.settings.commit_interval:g} s")
         if sink:
             result.add(f"wall until sink committed all, {tag}", round(wall_sink, 1) if wall_sink else None, "s",
                        "rows in ClickHouse")
