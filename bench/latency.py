@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--standard-ms", type=float, default=5.0,
                    help="operator's handling time per standard referral, ms (5: the backlog outlasts the phase)")
     p.add_argument("--no-sink", action="store_true", help="run without the ClickHouse sink")
+    p.add_argument("--no-other-guarantee", dest="other_guarantee", action="store_false",
+                   help="skip the levels again under at_least_once (run by default after exactly_once)")
 
 
 def now_ms() -> int:
@@ -133,7 +135,7 @@ def sustained_rate(args: argparse.Namespace) -> float:
 
 
 def level(run: Run, arrivals: Arrivals, fraction: float, rate: float, seconds: float, seed: int,
-          result: Result) -> None:
+          result: Result, suffix: str = "") -> None:
     pacer = Pacer(run, Generator(seed=seed), fraction * rate, seconds)
     arrivals.pacers.append(pacer)
     pacer.start()
@@ -150,7 +152,7 @@ def level(run: Run, arrivals: Arrivals, fraction: float, rate: float, seconds: f
             break
     visible, produced = arrivals.of(pacer)
     vis, prod = percentiles(visible), percentiles(produced)
-    pct = f"{fraction * 100:.0f} %"
+    pct = f"{fraction * 100:.0f} %{suffix}"
     note = f"{pacer.achieved:,.0f}/s sent for {seconds:.0f} s, {vis['n']:,} lane arrivals"
     for q in ("p50", "p90", "p99", "max"):
         result.add(f"{q} at {pct} load", vis[q], "ms", note if q == "p50" else "")
@@ -215,31 +217,47 @@ def critical_phase(run: Run, arrivals: Arrivals, args: argparse.Namespace, rate:
                   f"{backlog_left:,} standard still queued")
 
 
+def warm_up(run: Run, rate: float) -> Arrivals:
+    """Start the worker and wait until it routes a paced trickle: the levels then time a warm pipeline."""
+    arrivals = Arrivals()
+    arrivals.lanes = set(run.lanes)
+    tally = run.open_tally(on_message=arrivals, batch_wait=0.005)
+    run.start()
+    warm = Pacer(run, Generator(seed=5), 50, 4)
+    arrivals.pacers.append(warm)
+    warm.start()
+    end = time.monotonic() + 120
+    while len(arrivals.of(warm)[0]) < 0.7 * len(warm.sent) or warm.thread.is_alive():
+        tally.poll(0.5)
+        run.check_alive()
+        if time.monotonic() > end:
+            raise RuntimeError("the worker routed nothing in 120 s")
+    console.print(f"  worker ready after {time.monotonic() - run.started_at:.1f} s; levels of {rate:,.0f}/s")
+    return arrivals
+
+
 def run(args: argparse.Namespace) -> Result:
     rate = sustained_rate(args)
     result = Result("latency", "Latency: reported_at -> lane, paced load; critical under a standard backlog",
                     {"sustained_rate": rate, "levels": LEVELS, "seconds_per_level": args.seconds,
                      "backlog": args.backlog, "critical_rate": args.critical_rate, "standard_ms": args.standard_ms,
                      "sink": not args.no_sink, "mix": Mix().as_dict()})
-    arrivals = Arrivals()
     with Run("lat", workers=1, sink=not args.no_sink) as run:
-        arrivals.lanes = set(run.lanes)
-        tally = run.open_tally(on_message=arrivals, batch_wait=0.005)
-        run.start()
-        warm = Pacer(run, Generator(seed=5), 50, 4)
-        arrivals.pacers.append(warm)
-        warm.start()
-        end = time.monotonic() + 120
-        while len(arrivals.of(warm)[0]) < 0.7 * len(warm.sent) or warm.thread.is_alive():
-            tally.poll(0.5)
-            run.check_alive()
-            if time.monotonic() > end:
-                raise RuntimeError("the worker routed nothing in 120 s")
-        console.print(f"  worker ready after {time.monotonic() - run.started_at:.1f} s; levels of {rate:,.0f}/s")
+        arrivals = warm_up(run, rate)
+        guarantee = run.settings.guarantee
+        result.parameters["guarantee"] = guarantee
         for i, fraction in enumerate(LEVELS):
             level(run, arrivals, fraction, rate, args.seconds, 100 + i, result)
             time.sleep(2)
         critical_phase(run, arrivals, args, rate, result)
+    if args.other_guarantee and guarantee == "exactly_once":
+        # the same levels at at-least-once: what the transactions' commit interval costs in latency
+        console.print("  the same levels under at_least_once")
+        with Run("lat", workers=1, sink=not args.no_sink, worker_env={"SIGNALEMENT_GUARANTEE": "at_least_once"}) as run:
+            arrivals = warm_up(run, rate)
+            for i, fraction in enumerate(LEVELS):
+                level(run, arrivals, fraction, rate, args.seconds, 100 + i, result, ", at_least_once")
+                time.sleep(2)
     p99 = result.figures["p99 at 50 % load"].value
     result.target("p99 at 50 % load", "<= 100 ms", f"{p99} ms", p99 is not None and p99 <= 100)
     crit = result.figures["critical p99 under backlog (to the operator)"].value

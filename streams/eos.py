@@ -79,6 +79,7 @@ class PartitionTransactions(TransactionManager):
         self.open: set[str] = set()  # transactions holding records not committed yet
         self.persist: dict[str, dict[TP, tuple[Any, int]]] = {}  # changelog offsets to keep, by transaction
         self.journal = UndoJournal(Path(self.app.conf.tabledir) / JOURNAL)
+        self.stats = CommitStats()
         self._tids: dict[TP, str] = {}
         self._partitions: dict[str, int] = {}
 
@@ -118,7 +119,9 @@ class PartitionTransactions(TransactionManager):
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         async with work_lock(self.app):
             try:
+                started = time.monotonic()
                 done = await self._commit(offsets, start_new_transaction)
+                self.stats.add(time.monotonic() - started)
             except Exception as exc:  # fenced, or the broker refused: the journal undoes it at the next start
                 log.error("transaction commit failed (%s: %s): the worker stops", type(exc).__name__, exc)
                 await self.app.crash(exc)
@@ -159,6 +162,26 @@ class PartitionTransactions(TransactionManager):
     async def on_stop(self) -> None:
         self.journal.close()
         await super().on_stop()
+
+
+class CommitStats:
+    """How long commits hold the pipeline (every agent waits for `work_lock` meanwhile), logged
+    once a minute: the cost side of SIGNALEMENT_COMMIT_INTERVAL (docs/benchmarks.md)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self.since = time.monotonic()
+        self.count, self.total_s, self.max_s = 0, 0.0, 0.0
+
+    def add(self, took_s: float) -> None:
+        self.count += 1
+        self.total_s += took_s
+        self.max_s = max(self.max_s, took_s)
+        now = time.monotonic()
+        if now - self.since >= self.every_s:
+            log.info("transactions committed=%d mean_ms=%.1f max_ms=%.1f busy_pct=%.1f", self.count,
+                     1000 * self.total_s / self.count, 1000 * self.max_s, 100 * self.total_s / (now - self.since))
+            self.since, self.count, self.total_s, self.max_s = now, 0, 0.0, 0.0
 
 
 def install(app: faust.App, confluent: dict[str, object]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,19 @@ def test_an_unreadable_journal_wipes_the_tables(tmp_path: Path) -> None:
     (tables / "t-dedup-0.db").mkdir()
     assert restore_committed(tables) == -1
     assert not tables.exists()
+
+
+def test_commit_stats_log_the_share_of_time_commits_held_the_pipeline(caplog: pytest.LogCaptureFixture) -> None:
+    from streams.eos import CommitStats
+
+    stats = CommitStats(every_s=3600)
+    stats.add(0.010)
+    stats.add(0.030)
+    assert (stats.count, round(stats.total_s, 3), stats.max_s) == (2, 0.04, 0.03)
+    assert not caplog.records  # not a minute yet
+    stats.every_s = 0.0
+    with caplog.at_level(logging.INFO, logger="signalement.eos"):
+        stats.add(0.020)
+    line = caplog.records[-1].getMessage()
+    assert "committed=3 mean_ms=20.0 max_ms=30.0" in line and "busy_pct=" in line
+    assert stats.count == 0 and stats.max_s == 0.0  # a new minute starts
