@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
@@ -107,6 +108,16 @@ def committed_ends(parts: list[TopicPartition], settings: Settings) -> dict[tupl
     return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
+def describe(value: bytes) -> dict[str, Any]:
+    r = default_codec().decode(value, "RoutedReferral")
+    return {k: r[k] for k in ("referral_id", "reporter_id", "normalized_url", "operator_id", "priority", "escalated",  # type: ignore[literal-required]
+                              "version", "routed_at", "reported_at")}
+
+
+def escalated(value: bytes) -> bool:
+    return bool(default_codec().decode(value, "RoutedReferral")["escalated"])
+
+
 @dataclass
 class TopicTally:
     count: int = 0
@@ -131,7 +142,8 @@ class Tally:
         self.parts = partitions(self.c, self.topics)
         self.c.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in self.parts])
         self.by_topic = {t: TopicTally() for t in self.topics}
-        self.keys: set[bytes] = set()
+        self.shown_twice: list[list[dict[str, Any]]] = []
+        self.keys: dict[bytes, list[bytes]] = {}  # lane keys -> the lane records seen with them
         self.repeated = 0
         self.repeated_not_escalated = 0  # a referral in a lane twice without being escalated: shown twice
         self.distinct_keys: dict[str, set[bytes]] = {t: set() for t in self.distinct}
@@ -159,13 +171,21 @@ class Tally:
                     t.last_ts = ts
                 t.last_seen = now
                 if topic in keyed:
+                    # a referral is in the lanes once, plus once more if escalated: the same (key,
+                    # escalated) twice is a referral shown twice, whichever lane is read first
+                    # (decoded only on a repeat: the tally shares the cores with the worker)
                     k = m.key() or b""
-                    if k in keys:
-                        self.repeated += 1
-                        if not default_codec().decode(m.value(), "RoutedReferral")["escalated"]:
-                            self.repeated_not_escalated += 1
+                    seen = keys.get(k)
+                    if seen is None:
+                        keys[k] = [m.value() or b""]
                     else:
-                        keys.add(k)
+                        self.repeated += 1
+                        flags = [escalated(v) for v in seen]
+                        if escalated(m.value() or b"") in flags:
+                            self.repeated_not_escalated += 1
+                            if len(self.shown_twice) < 5:  # what they were, for the JSON
+                                self.shown_twice.append([describe(v) for v in [*seen, m.value() or b""]])
+                        seen.append(m.value() or b"")
                 elif topic in self.distinct_keys:
                     self.distinct_keys[topic].add(m.key() or b"")
                 if hook is not None:

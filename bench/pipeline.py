@@ -47,6 +47,7 @@ class Outcome:
     first_ts: int | None
     last_ts: int | None
     complete: bool
+    shown_twice_examples: list[Any] = field(default_factory=list)  # up to 5, each the lane records of one id
 
     @property
     def accounted(self) -> int:
@@ -145,7 +146,7 @@ class Run:
         items = len(t.keys)
         return Outcome(sent, items, lane_records, t.by_topic[self.names.unroutable].count, dups, rejected,
                        t.repeated, t.by_topic[self.names.rejected].count, t.repeated_not_escalated, first, last,
-                       items + dups + rejected >= sent)
+                       items + dups + rejected >= sent, list(t.shown_twice))
 
     def wait_outputs(self, sent: int, timeout: float, quiet_s: float = 3.0) -> Outcome:
         """Tally outputs until every sent referral is accounted for (or timeout); then a short quiet period
