@@ -19,26 +19,30 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
+
 from streams.config import Settings
 from streams.topics import Topics
 from tests.integration.kafka_io import WorkerProcess, produce, read_topics
 from tests.integration.test_crash import Corpus
 
-N = int(os.environ.get("SIGNALEMENT_REBALANCE_N", "12000"))
+N = int(os.environ.get("SIGNALEMENT_REBALANCE_N", "40000"))
 SEED = 20261205
-RATE = 400  # records/s: the run lasts ~30 s, long enough for three rebalances while records flow
+RATE = 500  # records/s while the workers come and go (about what one worker handles): events always in flight
 
 
 class Feeder:
-    """Sends the corpus at RATE in a thread, in its shuffled order."""
+    """Sends the corpus in its shuffled order, at RATE until `rush` is set, then the rest at once."""
 
     def __init__(self, settings: Settings, names: Topics, records: list[tuple[str, bytes]]) -> None:
         self.settings, self.names, self.records = settings, names, records
         self.sent = 0
+        self.rush = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
         step = RATE // 5
+        started = time.monotonic()
         for i in range(0, len(self.records), step):
             by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
             for reporter, value in self.records[i:i + step]:
@@ -46,11 +50,37 @@ class Feeder:
             for topic, items in by_topic.items():
                 produce(self.settings, topic, items)
             self.sent = min(len(self.records), i + step)
-            time.sleep(0.2)
+            if not self.rush.is_set():
+                self.rush.wait(max(0.0, started + self.sent / RATE - time.monotonic()))
 
 
 def _lane_count(settings: Settings, lanes: list[str]) -> int:
-    return sum(len(v) for v in read_topics(settings, lanes, idle_s=1.0).values())
+    """Records in the lanes so far, read at read_committed (stops at the first idle second)."""
+    c = Consumer(settings.confluent(**{"group.id": f"count-{time.time_ns()}", "enable.auto.commit": False,
+                                       "isolation.level": "read_committed"}))
+    try:
+        parts = [TopicPartition(lane, p, 0) for lane in lanes
+                 for p in c.list_topics(lane, timeout=10).topics[lane].partitions]
+        ends = {(tp.topic, tp.partition): c.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+        c.assign(parts)
+        n, idle_since = 0, time.monotonic()
+        while time.monotonic() - idle_since < 1.0:
+            msgs = [m for m in c.consume(1000, 0.2) if not m.error()]
+            n += len(msgs)
+            if msgs:
+                idle_since = time.monotonic()
+            if all((c.position([TopicPartition(t, p)])[0].offset or 0) >= end for (t, p), end in ends.items()):
+                break  # everything up to the ends taken at the start: later records are the next call's
+        return n
+    finally:
+        c.close()
+
+
+def _joined(worker: WorkerProcess) -> int:
+    """How many times the worker was given partitions (Faust logs it once per assignment)."""
+    if not worker.log_path.exists():
+        return 0
+    return worker.log_path.read_text(errors="replace").count("transactional producers for")
 
 
 def _wait(cond: Any, timeout: float, workers: list[WorkerProcess], what: str) -> None:
@@ -78,11 +108,18 @@ def test_join_leave_join_processes_every_record_once(stack: Settings, topics: To
     feeder.thread.start()
     try:
         # B joins, leaves (SIGTERM: a graceful hand-over) and joins again, each time with records flowing
-        for share, action in ((0.15, b.start), (0.4, b.stop), (0.6, b.start)):
-            _wait(lambda share=share: feeder.sent >= share * len(corpus.mixed), 120, [a, b], f"{share:.0%} sent")
-            _wait(lambda: _lane_count(stack, lanes) > 0, 120, [a, b], "a lane record")
+        _wait(lambda: _lane_count(stack, lanes) > 0, 300, [a, b], "a lane record")
+        joins = 0
+        for action in (b.start, b.stop, b.start):
             action()
-            time.sleep(3)
+            if action == b.start:  # until B has its partitions (and A has given them up)
+                joins += 1
+                _wait(lambda joins=joins: _joined(b) >= joins, 120, [a, b], f"B's join #{joins}")
+            time.sleep(4)  # A and B work for a while with the new assignment
+            lanes_now = _lane_count(stack, lanes)
+            print(f"{action.__name__} B: {lanes_now:,} of {expected_routed:,} lane records, {feeder.sent:,} sent")
+            assert feeder.sent < len(corpus.mixed), "the corpus was sent before the rebalances: raise N"
+        feeder.rush.set()
         feeder.thread.join(120)
         _wait(lambda: _lane_count(stack, lanes) >= expected_routed, 300, [a, b], f"{expected_routed} lane records")
         time.sleep(3)
