@@ -133,6 +133,30 @@ class PartitionTransactions(TransactionManager):
         if self.open or self.handled:
             await self.commit({}, start_new_transaction=False)
 
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
+        """Stop the producers of partitions assigned elsewhere now, then let Faust start ours.
+
+        Faust stops only those of `revoked`, which it computes after the eager protocol has
+        already emptied the assignment: none. The producer stayed, the new owner's fenced it, and
+        when the partition came back, Faust kept the fenced producer ("IN_TRANSACTION ->
+        IN_TRANSACTION"), whose next send or commit failed and stopped the worker."""
+        keep = self._tps_to_transactional_ids(assigned)
+        producers: dict[str, Any] = self.producer._transaction_producers  # type: ignore[attr-defined]
+        gone = sorted(tid for tid in producers if tid not in keep)
+        if gone:
+            log.info("stopping the transactional producers of partitions now elsewhere: %s", ", ".join(gone))
+        for tid in gone:
+            await self.producer.stop_transaction(tid)
+            self.open.discard(tid)
+            self.persist.pop(tid, None)
+        started = 0
+        for tid in sorted(keep):  # a producer still in its transaction goes on (Faust would log an error)
+            txn = producers.get(tid)
+            if txn is None or not txn._txn_manager.is_in_transaction():
+                await self.producer.maybe_begin_transaction(tid)
+                started += 1
+        log.info("transactional producers: %d for %d assigned partitions (%d begun)", len(keep), len(assigned), started)
+
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         async with work_lock(self.app):
             try:
@@ -172,6 +196,10 @@ class PartitionTransactions(TransactionManager):
                 self.handled.pop(tp, None)
             return
         async with producer._trn_locks[tid]:
+            if not txn._txn_manager.is_in_transaction():  # ended by a commit that began none (shutdown)
+                if not tp_offsets:
+                    return
+                await txn.begin_transaction()
             if tp_offsets:
                 await txn.send_offsets_to_transaction(tp_offsets, self.app.conf.id)
             await txn.commit_transaction()
