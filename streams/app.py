@@ -20,7 +20,7 @@ from faust.streams import _current_event  # the ContextVar Faust's stream iterat
 
 from streams.codec import Codec, default_codec
 from streams.config import Settings
-from streams.eos import OUTBOX, Outbox, TransactionalTable, work_lock
+from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, work_lock
 from streams.eos import install as install_transactions
 from streams.policy import Policy
 from streams.records import Rejection
@@ -124,10 +124,13 @@ class Pipeline:
             for topic, key, value, partition, on_sent in box:
                 fut = await self.send(topic, key, value, partition)
                 fut.add_done_callback(on_sent)
+            txns = self.app.consumer.transactions if self.exactly_once else None
             for event in events:
                 # a message other agents also read (the ticks) is left to Faust's count of readers
                 if event.message.refcount <= 1:
                     event.ack()
+                    if isinstance(txns, PartitionTransactions):
+                        txns.handled_event(event.message.tp, event.message.offset)
 
     async def each_partition(self, events: Sequence[Any], handle: Callable[[Any], Awaitable[None]]) -> None:
         """Handle a batch: each partition's events as one unit of work (`work`), in order, with the

@@ -80,6 +80,7 @@ class PartitionTransactions(TransactionManager):
         self.persist: dict[str, dict[TP, tuple[Any, int]]] = {}  # changelog offsets to keep, by transaction
         self.journal = UndoJournal(Path(self.app.conf.tabledir) / JOURNAL)
         self.stats = CommitStats()
+        self.handled: dict[TP, int] = {}  # offset after the last event handled, per source partition, until committed
         self._tids: dict[TP, str] = {}
         self._partitions: dict[str, int] = {}
 
@@ -116,6 +117,46 @@ class PartitionTransactions(TransactionManager):
             self._partitions[topic] = len(parts)
         return len(parts or ())
 
+    def handled_event(self, tp: TP, offset: int) -> None:
+        """An event of `tp` was handled and acknowledged: its outputs are in the partition's transaction."""
+        self.handled[tp] = offset + 1
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """A rebalance takes the partitions: commit what was handled before it, with its offsets.
+
+        Faust forgets its acknowledgements of revoked partitions (with the eager protocol: all of
+        them) before the rebalance's last commit, which then commits nothing; the transactions
+        stayed open with the records of those events, to be committed later without their
+        offsets, and the events were handled again after the rebalance (tests/integration/
+        test_rebalance.py: reports re-keyed and dead-lettered twice)."""
+        await super().on_partitions_revoked(revoked)
+        if self.open or self.handled:
+            await self.commit({}, start_new_transaction=False)
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
+        """Stop the producers of partitions assigned elsewhere now, then let Faust start ours.
+
+        Faust stops only those of `revoked`, which it computes after the eager protocol has
+        already emptied the assignment: none. The producer stayed, the new owner's fenced it, and
+        when the partition came back, Faust kept the fenced producer ("IN_TRANSACTION ->
+        IN_TRANSACTION"), whose next send or commit failed and stopped the worker."""
+        keep = self._tps_to_transactional_ids(assigned)
+        producers: dict[str, Any] = self.producer._transaction_producers  # type: ignore[attr-defined]
+        gone = sorted(tid for tid in producers if tid not in keep)
+        if gone:
+            log.info("stopping the transactional producers of partitions now elsewhere: %s", ", ".join(gone))
+        for tid in gone:
+            await self.producer.stop_transaction(tid)
+            self.open.discard(tid)
+            self.persist.pop(tid, None)
+        started = 0
+        for tid in sorted(keep):  # a producer still in its transaction goes on (Faust would log an error)
+            txn = producers.get(tid)
+            if txn is None or not txn._txn_manager.is_in_transaction():
+                await self.producer.maybe_begin_transaction(tid)
+                started += 1
+        log.info("transactional producers: %d for %d assigned partitions (%d begun)", len(keep), len(assigned), started)
+
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         async with work_lock(self.app):
             try:
@@ -135,6 +176,12 @@ class PartitionTransactions(TransactionManager):
         by_tid: dict[str, dict[TP, int]] = {tid: {} for tid in self.open}
         for tp, offset in offsets.items():
             by_tid.setdefault(self.transactional_id(tp), {})[tp] = offset
+        # and the offsets of the events handled since the last commit, which Faust may have
+        # forgotten (on_partitions_revoked): a transaction commits its records with their offsets
+        for tp, offset in self.handled.items():
+            tp_offsets = by_tid.setdefault(self.transactional_id(tp), {})
+            if offset > tp_offsets.get(tp, -1):
+                tp_offsets[tp] = offset
         # the transactions are independent (one per partition): commit them together
         await asyncio.gather(*(self._commit_one(tid, tp_offsets, start_new_transaction)
                                for tid, tp_offsets in by_tid.items()))
@@ -145,14 +192,22 @@ class PartitionTransactions(TransactionManager):
         txn = producer._transaction_producers.get(tid)
         if txn is None:
             log.warning("commit for %s: no transaction (partition revoked?)", tid)
+            for tp in tp_offsets:  # never commit them later, when the partition may be someone else's
+                self.handled.pop(tp, None)
             return
         async with producer._trn_locks[tid]:
+            if not txn._txn_manager.is_in_transaction():  # ended by a commit that began none (shutdown)
+                if not tp_offsets:
+                    return
+                await txn.begin_transaction()
             if tp_offsets:
                 await txn.send_offsets_to_transaction(tp_offsets, self.app.conf.id)
             await txn.commit_transaction()
             if start_new_transaction:
                 await txn.begin_transaction()
         self.open.discard(tid)
+        for tp in tp_offsets:
+            self.handled.pop(tp, None)
         # this order: a kill between the two leaves the new values with an older persisted offset,
         # and replaying the changelog from there rewrites the same values
         self.journal.forget(tid)
