@@ -12,6 +12,9 @@ operator client for google (clients.operator, strict lane priority, in its own p
 bench.operator_probe) works through it slowly (a few ms per standard referral) while the mix keeps
 flowing at 50 % and critical removal orders for google arrive; a critical referral's latency ends
 when the operator's handler receives it.
+
+Then, unless --no-other-guarantee, the levels again with a worker at at_least_once: under
+exactly-once a lane record is visible only when the transactions of its two hops commit.
 """
 
 from __future__ import annotations
