@@ -21,7 +21,7 @@ from typing import Any
 
 from agents.logic import windows as logic
 from agents.ticks import register_ticks
-from streams.app import Pipeline, acting_for, now_ms
+from streams.app import Pipeline, acting_for, now_ms, partition_groups
 from streams.records import Reaction
 
 log = logging.getLogger("signalement.windows")
@@ -70,10 +70,8 @@ class Windower:
 
     async def on_batch(self, events: list[Any], ticks: str) -> None:
         """Count a batch partition by partition; store each touched window once; flush each partition once."""
-        by_partition: dict[int, list[Any]] = defaultdict(list)
-        for event in events:
-            by_partition[event.message.partition].append(event)
-        for partition, group in by_partition.items():
+        for group in partition_groups(events):
+            partition = group[-1].message.partition
             with acting_for(group[-1]):
                 async with self.pipe.work(*group):
                     touched: set[logic.WindowKey] = set()

@@ -127,14 +127,15 @@ class PartitionTransactions(TransactionManager):
         Faust forgets its acknowledgements of revoked partitions (with the eager protocol: all of
         them) before the rebalance's last commit, which then commits nothing; the transactions
         stayed open with the records of those events, to be committed later without their
-        offsets, and the events were handled again after the rebalance (tests/integration/
-        test_rebalance.py: reports re-keyed and dead-lettered twice)."""
+        offsets, and the events were handled again after the rebalance (docs/reliability.md,
+        "Rebalances"; the test is on branch wip-rebalance)."""
         await super().on_partitions_revoked(revoked)
         if self.open or self.handled:
             await self.commit({}, start_new_transaction=False)
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
-        """Stop the producers of partitions assigned elsewhere now, then let Faust start ours.
+        """Stop the producers of partitions assigned elsewhere now; begin transactions on ours
+        that are not in one (instead of Faust's stop-revoked-then-begin-assigned).
 
         Faust stops only those of `revoked`, which it computes after the eager protocol has
         already emptied the assignment: none. The producer stayed, the new owner's fenced it, and
