@@ -177,12 +177,12 @@ class PartitionTransactions(TransactionManager):
         by_tid: dict[str, dict[TP, int]] = {tid: {} for tid in self.open}
         for tp, offset in offsets.items():
             by_tid.setdefault(self.transactional_id(tp), {})[tp] = offset
-        # and the offsets of the events handled since the last commit, which Faust may have
-        # forgotten (on_partitions_revoked): a transaction commits its records with their offsets
+        # and, where Faust has none (it forgot the acks of revoked partitions, on_partitions_revoked),
+        # the offset after the events handled since the last commit. Where Faust has one, its own
+        # (it never passes an event not acknowledged yet) wins.
         for tp, offset in self.handled.items():
             tp_offsets = by_tid.setdefault(self.transactional_id(tp), {})
-            if offset > tp_offsets.get(tp, -1):
-                tp_offsets[tp] = offset
+            tp_offsets.setdefault(tp, offset)
         # the transactions are independent (one per partition): commit them together
         await asyncio.gather(*(self._commit_one(tid, tp_offsets, start_new_transaction)
                                for tid, tp_offsets in by_tid.items()))
