@@ -23,6 +23,7 @@ async def _emit(pipe: Pipeline, adm: dedup.Admission) -> None:
             pipe.counters["unroutable"] += 1
             return
         await pipe.send(names.lane(routed["operator_id"], routed["priority"]), key, value)
+        pipe.urgent(routed["priority"])
         await pipe.send(names.accepted, key, value)
         pipe.counters["escalated" if routed["escalated"] else "accepted"] += 1
     if adm.update is not None:

@@ -133,10 +133,13 @@ def _ms(value: Any) -> str:
     return f"{max(1, round(value))}ms"
 
 
+NOT_DURATIONS = {"urgent"}  # per-priority keys that are not durations
+
+
 def scale_policy(doc: dict[str, Any], speed: float) -> dict[str, Any]:
     """A copy of a policy document with every duration divided by `speed` (window size stays a multiple of step)."""
     out: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items()}
-    out["priorities"] = {p: {k: _ms(parse_duration(v) / speed) for k, v in d.items()}
+    out["priorities"] = {p: {k: v if k in NOT_DURATIONS else _ms(parse_duration(v) / speed) for k, v in d.items()}
                          for p, d in doc["priorities"].items()}
     for section, key in SCALED:
         if key in doc.get(section, {}):

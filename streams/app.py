@@ -22,6 +22,7 @@ from streams.codec import Codec, default_codec
 from streams.config import Settings
 from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, work_lock
 from streams.eos import install as install_transactions
+from streams.errors import ConfigError
 from streams.policy import Policy
 from streams.records import Rejection
 from streams.registry import Registry
@@ -142,6 +143,14 @@ class Pipeline:
                     for event in group:
                         await handle(event.message)
 
+    def urgent(self, priority: str) -> None:
+        """A record of `priority` was just sent: under exactly_once, if the policy marks the priority
+        urgent, its transaction commits now rather than at the next commit interval."""
+        if priority in self.policy.urgent and self.exactly_once:
+            txns = self.app.consumer.transactions
+            if isinstance(txns, PartitionTransactions):
+                txns.urgent()
+
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> Any:
         """Hand one record to the producer (delivered before the source offset is committed).
 
@@ -183,7 +192,15 @@ PRODUCER_BATCH_BYTES = 262_144
 SESSION_TIMEOUT_S = 10.0
 
 
+# aiokafka's transaction timeout: the broker aborts (and fences) a transaction open longer
+TRANSACTION_TIMEOUT_S = 60.0
+
+
 def build_app(settings: Settings) -> faust.App:
+    if settings.guarantee == "exactly_once" and not 0 < settings.commit_interval <= TRANSACTION_TIMEOUT_S / 2:
+        raise ConfigError(f"SIGNALEMENT_COMMIT_INTERVAL={settings.commit_interval:g}: under exactly_once it must be "
+                          f"above 0 and at most {TRANSACTION_TIMEOUT_S / 2:g} s (the broker aborts a transaction "
+                          f"open for {TRANSACTION_TIMEOUT_S:g} s)")
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
@@ -211,7 +228,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.commit_interval,
     )
     if settings.guarantee == "exactly_once":
-        install_transactions(app, settings.confluent())
+        install_transactions(app, settings.confluent(), settings.urgent_commit_gap)
     return app
 
 

@@ -61,6 +61,9 @@ class Settings:
     # seconds between commits: under exactly_once, records are visible downstream (read_committed)
     # only once committed, so this bounds each hop's added latency (Kafka Streams' default: 0.1)
     commit_interval: float = 0.1
+    # least seconds from the end of a commit to the commit of a transaction holding an urgent
+    # record (policy.yaml: `urgent`), instead of waiting for the commit interval
+    urgent_commit_gap: float = 0.02
     secure: bool = False  # `stack up` also starts the SASL/SCRAM broker with ACLs (streams.security)
     secure_kafka_port: int = DEFAULT_PORTS["secure_kafka_port"]
     secure_controller_port: int = DEFAULT_PORTS["secure_controller_port"]

@@ -50,11 +50,13 @@ import faust
 from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.types import TP
+from mode import Service
 
 from streams.partitioner import partition_for
 
 log = logging.getLogger("signalement.eos")
 JOURNAL = "undo-journal.db"
+RETRY_BACKOFF_MS = 20  # the producers' retry back-off (`install`)
 
 # Table writes of the event being handled, to be sent in its transaction: (topic, key, value, partition, on_sent).
 Outbox = list[tuple[str, bytes, bytes | None, int | None, Any]]
@@ -74,13 +76,19 @@ def work_lock(app: Any) -> asyncio.Lock:
 class PartitionTransactions(TransactionManager):
     """Faust's transaction manager, with sends routed to the source partition's transaction."""
 
+    # least seconds from the end of a commit to an urgent one (set by `install`)
+    urgent_gap: float = 0.02
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._urgent = asyncio.Event()
+        self.last_commit_end = 0.0
         self.open: set[str] = set()  # transactions holding records not committed yet
         self.persist: dict[str, dict[TP, tuple[Any, int]]] = {}  # changelog offsets to keep, by transaction
         self.journal = UndoJournal(Path(self.app.conf.tabledir) / JOURNAL)
         self.stats = CommitStats()
         self.handled: dict[TP, int] = {}  # offset after the last event handled, per source partition, until committed
+        self.committed: dict[TP, int] = {}  # offsets committed, per source partition
         self._tids: dict[TP, str] = {}
         self._partitions: dict[str, int] = {}
 
@@ -117,6 +125,28 @@ class PartitionTransactions(TransactionManager):
             self._partitions[topic] = len(parts)
         return len(parts or ())
 
+    def urgent(self) -> None:
+        """A record that must not wait for the commit interval is in a transaction (the policy's
+        `urgent` priorities): commit soon, at most one urgent commit per `urgent_gap`.
+
+        A record is visible downstream only once committed, so each hop adds on average half the
+        commit interval (p50 ~200 ms over the two hops to a lane at 100 ms); a critical referral
+        then waits for the next batch and one commit instead (docs/benchmarks.md)."""
+        self._urgent.set()
+
+    @Service.task
+    async def _urgent_commits(self) -> None:
+        while not self.should_stop:
+            if await self.wait_for_stopped(self._urgent):  # type: ignore[arg-type]
+                break
+            self._urgent.clear()
+            wait = self.last_commit_end + self.urgent_gap - time.monotonic()
+            if wait > 0:
+                await self.sleep(wait)
+            # our commit, not Faust's: Faust's counts only events its streams acknowledged, and a
+            # batch is acknowledged after its last event; `handled` has every event handled so far
+            await self.commit({})
+
     def handled_event(self, tp: TP, offset: int) -> None:
         """An event of `tp` was handled and acknowledged: its outputs are in the partition's transaction."""
         self.handled[tp] = offset + 1
@@ -142,6 +172,7 @@ class PartitionTransactions(TransactionManager):
         when the partition came back, Faust kept the fenced producer ("IN_TRANSACTION ->
         IN_TRANSACTION"), whose next send or commit failed and stopped the worker."""
         keep = self._tps_to_transactional_ids(assigned)
+        self.committed = {tp: offset for tp, offset in self.committed.items() if tp in assigned}
         producers: dict[str, Any] = self.producer._transaction_producers  # type: ignore[attr-defined]
         gone = sorted(tid for tid in producers if tid not in keep)
         if gone:
@@ -163,7 +194,8 @@ class PartitionTransactions(TransactionManager):
             try:
                 started = time.monotonic()
                 done = await self._commit(offsets, start_new_transaction)
-                self.stats.add(time.monotonic() - started)
+                self.last_commit_end = time.monotonic()
+                self.stats.add(self.last_commit_end - started)
             except Exception as exc:  # fenced, or the broker refused: the journal undoes it at the next start
                 log.error("transaction commit failed (%s: %s): the worker stops", type(exc).__name__, exc)
                 await self.app.crash(exc)
@@ -175,14 +207,18 @@ class PartitionTransactions(TransactionManager):
         # every transaction with records, even without new offsets (a tick's work is committed
         # before all the agents reading that tick have acked it; replaying a tick is harmless)
         by_tid: dict[str, dict[TP, int]] = {tid: {} for tid in self.open}
+        committed = self.committed
+        # Faust's offsets were taken before this commit got the lock: an urgent commit (which
+        # Faust does not see) may have committed further since; never go back
         for tp, offset in offsets.items():
-            by_tid.setdefault(self.transactional_id(tp), {})[tp] = offset
-        # and, where Faust has none (it forgot the acks of revoked partitions, on_partitions_revoked),
-        # the offset after the events handled since the last commit. Where Faust has one, its own
-        # (it never passes an event not acknowledged yet) wins.
+            if offset > committed.get(tp, -1):
+                by_tid.setdefault(self.transactional_id(tp), {})[tp] = offset
+        # and, where Faust has none (it forgot the acks of revoked partitions, on_partitions_revoked;
+        # urgent commits), the offset after the events handled since the last commit. Where Faust
+        # has one, its own (it never passes an event not acknowledged yet) wins.
         for tp, offset in self.handled.items():
-            tp_offsets = by_tid.setdefault(self.transactional_id(tp), {})
-            tp_offsets.setdefault(tp, offset)
+            if offset > committed.get(tp, -1):
+                by_tid.setdefault(self.transactional_id(tp), {}).setdefault(tp, offset)
         # the transactions are independent (one per partition): commit them together
         await asyncio.gather(*(self._commit_one(tid, tp_offsets, start_new_transaction)
                                for tid, tp_offsets in by_tid.items()))
@@ -207,8 +243,10 @@ class PartitionTransactions(TransactionManager):
             if start_new_transaction:
                 await txn.begin_transaction()
         self.open.discard(tid)
-        for tp in tp_offsets:
-            self.handled.pop(tp, None)
+        for tp, offset in tp_offsets.items():
+            self.committed[tp] = offset
+            if self.handled.get(tp, -1) <= offset:
+                self.handled.pop(tp, None)
         # this order: a kill between the two leaves the new values with an older persisted offset,
         # and replaying the changelog from there rewrites the same values
         self.journal.forget(tid)
@@ -240,14 +278,16 @@ class CommitStats:
             self.since, self.count, self.total_s, self.max_s = now, 0, 0.0, 0.0
 
 
-def install(app: faust.App, confluent: dict[str, object]) -> None:
+def install(app: faust.App, confluent: dict[str, object], urgent_gap: float = PartitionTransactions.urgent_gap) -> None:
     """Use `PartitionTransactions` for this app (call before the worker starts).
 
-    `confluent` is the client config (bootstrap, credentials) for reading changelog ends.
+    `confluent` is the client config (bootstrap, credentials) for reading changelog ends;
+    `urgent_gap` the least seconds between the end of a commit and an urgent one.
     """
     from faust.transport.drivers import aiokafka as driver
 
-    app.transport.TransactionManager = PartitionTransactions  # type: ignore[misc]
+    manager = type("PartitionTransactions", (PartitionTransactions,), {"urgent_gap": urgent_gap})
+    app.transport.TransactionManager = manager  # type: ignore[misc]
 
     # the pipeline's principal may use groups named after the app only (streams/security.py)
     config = {**confluent, "group.id": f"{app.conf.id}-recovery"}
@@ -256,6 +296,19 @@ def install(app: faust.App, confluent: dict[str, object]) -> None:
         return await asyncio.to_thread(last_records, config, list(partitions))
 
     driver.AIOKafkaConsumerThread._highwaters = ends  # type: ignore[method-assign,assignment]
+
+    # Retry sooner than aiokafka's 100 ms. Right after a commit the broker is still writing the
+    # transaction's markers: a send into the next transaction gets CONCURRENT_TRANSACTIONS from
+    # the broker's partition verification (KIP-890; KAFKA-15459 answers it as NOT_ENOUGH_REPLICAS
+    # to a produce and COORDINATOR_NOT_AVAILABLE to an offset commit, which also makes the client
+    # look the coordinator up again); each cost a 100 ms back-off and held the pipeline for it
+    # (commits of 110 ms in the worker logs). The Java producer retries those after 20 ms.
+    extra = driver.Producer._settings_extra
+
+    def settings_extra(self: Any) -> Mapping[str, Any]:
+        return {**extra(self), "retry_backoff_ms": RETRY_BACKOFF_MS}
+
+    driver.Producer._settings_extra = settings_extra  # type: ignore[method-assign]
 
 
 def last_records(confluent: dict[str, object], partitions: list[TP], window: int = 64,

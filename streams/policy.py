@@ -45,15 +45,21 @@ class Policy:
     window_grace_ms: int
     window_emit_interval_ms: int
     overdue_check_interval_ms: int
+    # priorities whose records are committed at once under exactly_once (not at the commit interval)
+    urgent: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, path: Path) -> Policy:
         try:
             doc = yaml.safe_load(path.read_text())
             prios = doc["priorities"]
-            deadlines = {}
+            deadlines, urgent = {}, set()
             for p in PRIORITIES:
                 entry = prios[p]
+                if not isinstance(entry.get("urgent", False), bool):
+                    raise ConfigError(f"{path}: {p}: urgent must be true or false")
+                if entry.get("urgent", False):
+                    urgent.add(p)
                 deadlines[p] = Deadlines(parse_duration(entry["ack_within"]), parse_duration(entry["decide_within"]))
                 if deadlines[p].ack_ms > deadlines[p].decide_ms:
                     raise ConfigError(f"{path}: {p}: ack_within exceeds decide_within")
@@ -70,6 +76,7 @@ class Policy:
                 window_grace_ms=parse_duration(win["grace"]),
                 window_emit_interval_ms=parse_duration(win.get("emit_interval", "1s")),
                 overdue_check_interval_ms=parse_duration(doc.get("overdue", {}).get("check_interval", "5s")),
+                urgent=frozenset(urgent),
             )
         except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path}: invalid policy: {exc!r}") from exc

@@ -168,3 +168,41 @@ def test_dedup_items_expire_after_the_horizon(stack: Settings, topic_prefix: str
         assert read_topics(stack, [names.duplicates], idle_s=1.0)[names.duplicates] == []
     finally:
         worker.stop()
+
+
+def test_urgent_referrals_do_not_wait_for_the_commit_interval(stack: Settings, topic_prefix: str,
+                                                              tmp_path: Path) -> None:
+    """Under exactly-once a lane sees a referral once both hops' transactions commit: with commits
+    every 30 s only, at least 30 s after it was sent (the second hop's records wait for the commit
+    after the first hop's). A CRITICAL referral (policy: urgent) commits at once at each hop and
+    arrives well within that; a STANDARD one does not."""
+    names = Topics(prefix=topic_prefix, partitions=stack.partitions)
+    codec = default_codec()
+    w = WorkerProcess.for_prefix(stack, topic_prefix, tmp_path, SIGNALEMENT_COMMIT_INTERVAL="30",
+                                 SIGNALEMENT_GUARANTEE="exactly_once")
+    lane = names.lane("google", "CRITICAL")
+
+    def order(n: int) -> dict[str, Any]:
+        ref = scenario.referral("pharos", f"https://www.youtube.com/watch?v=urgent{n}", instrument="REMOVAL_ORDER")
+        assert scenario.expected_priority(ref) == ("CRITICAL", False)
+        send(stack, names, [("pharos", codec.encode("Referral", ref))])
+        return ref
+
+    w.start()
+    try:
+        first = order(1)  # the worker starts meanwhile
+        assert [m.decode()["referral_id"] for m in wait_for_count(stack, lane, 1, worker=w)] == [first["referral_id"]]
+        for n in (2, 3):
+            ref = order(n)
+            got = wait_for_count(stack, lane, n, timeout_s=15.0, worker=w)
+            assert got[-1].decode()["referral_id"] == ref["referral_id"]
+
+        plain = scenario.referral("pointdecontact", "https://www.youtube.com/watch?v=plain1")
+        assert scenario.expected_priority(plain) == ("STANDARD", False)
+        send(stack, names, [("pointdecontact", codec.encode("Referral", plain))])
+        time.sleep(12)
+        standard = names.lane("google", "STANDARD")
+        assert read_topics(stack, [standard], idle_s=1.0)[standard] == [], "a STANDARD referral did not wait"
+        assert w.proc is not None and w.proc.poll() is None, w.log_tail()
+    finally:
+        w.stop()

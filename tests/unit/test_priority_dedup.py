@@ -12,7 +12,7 @@ from agents.logic.intake import Intake
 from agents.logic.priority import deadlines, rank
 from agents.logic.validate import check_decision, check_referral
 from streams.config import ROOT
-from streams.errors import RejectedError
+from streams.errors import ConfigError, RejectedError
 from streams.policy import Policy
 from streams.registry import Registry, Reporter
 
@@ -162,3 +162,14 @@ def test_valid_referral_and_decision_pass(tmp_path: Path) -> None:
     with pytest.raises(RejectedError, match="published on the topic"):
         check_decision({"referral_id": "5f1c7b52-1111-4d2e-9f00-000000000001", "operator_id": "meta",
                         "action": "REMOVED", "acted_at": NOW, "reason": None, "operator_ref": None}, "google", NOW)
+
+
+def test_policy_urgent_priorities(tmp_path: Path) -> None:
+    assert POLICY.urgent == {"CRITICAL"}
+    text = (ROOT / "config" / "policy.yaml").read_text()
+    path = tmp_path / "policy.yaml"
+    path.write_text(text.replace("urgent: true", "urgent: false"))
+    assert Policy.load(path).urgent == frozenset()
+    path.write_text(text.replace("urgent: true", "urgent: soon"))
+    with pytest.raises(ConfigError, match="CRITICAL: urgent must be true or false"):
+        Policy.load(path)

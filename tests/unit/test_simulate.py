@@ -148,6 +148,7 @@ def test_scaled_policy_divides_durations_and_stays_valid(tmp_path: Path) -> None
     assert policy.dedup_horizon_ms == original.dedup_horizon_ms // 60
     assert 250 <= policy.overdue_check_interval_ms <= original.overdue_check_interval_ms
     assert policy.unknown_grace_ms == 30_000  # a floor: the pipeline's lag does not shrink with speed
+    assert policy.urgent == original.urgent == {"CRITICAL"}
 
 
 def test_scaled_policy_keeps_size_a_multiple_of_step_for_any_speed() -> None:
