@@ -39,6 +39,6 @@ def register(pipe: Pipeline) -> Any:
             return
         key = dedup_key(cand["operator_id"], cand["normalized_url"]).encode()
         await pipe.send(names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
-        pipe.urgent(cand["priority"])
+        pipe.urgent(cand["priority"], msg)
 
     return intake

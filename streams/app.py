@@ -44,6 +44,15 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2,
                    "block_cache_compressed_size": 4 << 20}
 
 
+# an event older than this (since its record's timestamp) means a backlog: no urgent commit for it
+URGENT_MAX_AGE_S = 0.5
+
+
+def is_fresh(timestamp: float | None, now: float, max_age_s: float = URGENT_MAX_AGE_S) -> bool:
+    """Whether a record stamped `timestamp` (seconds) is recent enough to deserve an urgent commit."""
+    return timestamp is not None and now - timestamp <= max_age_s
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -143,10 +152,14 @@ class Pipeline:
                     for event in group:
                         await handle(event.message)
 
-    def urgent(self, priority: str) -> None:
-        """A record of `priority` was just sent: under exactly_once, if the policy marks the priority
-        urgent, its transaction commits now rather than at the next commit interval."""
-        if priority in self.policy.urgent and self.exactly_once:
+    def urgent(self, priority: str, message: Any) -> None:
+        """A record of `priority` was just sent for `message`: under exactly_once, if the policy
+        marks the priority urgent, its transaction commits now rather than at the next interval.
+
+        Only while the pipeline keeps up (`message` at most URGENT_MAX_AGE_S old): behind a
+        backlog an urgent commit saves ~100 ms of a wait of seconds, and a crisis full of
+        criticals made commits hold the pipeline 30-40 % of the time (the kill test)."""
+        if priority in self.policy.urgent and self.exactly_once and is_fresh(message.timestamp, time.time()):
             txns = self.app.consumer.transactions
             if isinstance(txns, PartitionTransactions):
                 txns.urgent()

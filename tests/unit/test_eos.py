@@ -72,3 +72,13 @@ def test_commit_stats_log_the_share_of_time_commits_held_the_pipeline(caplog: py
     line = caplog.records[-1].getMessage()
     assert "committed=3 mean_ms=20.0 max_ms=30.0" in line and "busy_pct=" in line
     assert stats.count == 0 and stats.max_s == 0.0  # a new minute starts
+
+
+def test_urgent_commits_only_for_fresh_records() -> None:
+    from streams.app import URGENT_MAX_AGE_S, is_fresh
+
+    now = 1_800_000_000.0
+    assert is_fresh(now - 0.01, now) and is_fresh(now - URGENT_MAX_AGE_S, now)
+    assert not is_fresh(now - URGENT_MAX_AGE_S - 0.001, now)  # behind a backlog
+    assert is_fresh(now + 2.0, now)  # a reporter's clock ahead: a commit too many, never a delay
+    assert not is_fresh(None, now)
