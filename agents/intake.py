@@ -1,4 +1,4 @@
-"""Intake: reports.<reporter> -> signalement.internal.dedup (keyed by item) | referrals.rejected."""
+"""Intake: reports.<reporter> -> signalement.internal.dedup[.urgent] (keyed by item) | referrals.rejected."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def register(pipe: Pipeline) -> Any:
 
     @pipe.app.agent(source, name="signalement.intake")
     async def intake(stream: Any) -> None:
-        """reports.* -> internal.dedup | referrals.rejected"""
+        """reports.* -> internal.dedup[.urgent] | referrals.rejected"""
         async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
             await pipe.each_partition(events, take)
 
@@ -38,7 +38,10 @@ def register(pipe: Pipeline) -> Any:
             await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
             return
         key = dedup_key(cand["operator_id"], cand["normalized_url"]).encode()
-        await pipe.send(names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
+        # urgent priorities have their own topic: at routing they pass a backlog of the others, and
+        # under exactly-once no transaction of the others holds them back (Topics.dedup_urgent)
+        urgent = cand["priority"] in pipe.policy.urgent
+        await pipe.send(names.dedup_urgent if urgent else names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
         pipe.urgent(cand["priority"], msg)
 
     return intake

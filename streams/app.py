@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.streams import _current_event  # the ContextVar Faust's stream iteration sets per event
+from faust.streams import _current_event, current_event  # the ContextVar Faust's stream iteration sets per event
 
 from streams.codec import Codec, default_codec
 from streams.config import Settings
@@ -162,7 +162,8 @@ class Pipeline:
         if priority in self.policy.urgent and self.exactly_once and is_fresh(message.timestamp, time.time()):
             txns = self.app.consumer.transactions
             if isinstance(txns, PartitionTransactions):
-                txns.urgent()
+                event = current_event()  # whose transaction the sends went to (`each_partition`)
+                txns.urgent(event.message.tp if event is not None else message.tp)
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> Any:
         """Hand one record to the producer (delivered before the source offset is committed).

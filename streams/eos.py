@@ -82,6 +82,7 @@ class PartitionTransactions(TransactionManager):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._urgent = asyncio.Event()
+        self._urgent_tids: set[str] = set()
         self.last_commit_end = 0.0
         self.open: set[str] = set()  # transactions holding records not committed yet
         self.persist: dict[str, dict[TP, tuple[Any, int]]] = {}  # changelog offsets to keep, by transaction
@@ -125,13 +126,16 @@ class PartitionTransactions(TransactionManager):
             self._partitions[topic] = len(parts)
         return len(parts or ())
 
-    def urgent(self) -> None:
-        """A record that must not wait for the commit interval is in a transaction (the policy's
-        `urgent` priorities): commit soon, at most one urgent commit per `urgent_gap`.
+    def urgent(self, tp: TP) -> None:
+        """A record that must not wait for the commit interval is in the transaction of source
+        partition `tp` (the policy's `urgent` priorities): commit that transaction soon, at most
+        one urgent commit per `urgent_gap`.
 
         A record is visible downstream only once committed, so each hop adds on average half the
         commit interval (p50 ~200 ms over the two hops to a lane at 100 ms); a critical referral
-        then waits for the next batch and one commit instead (docs/benchmarks.md)."""
+        then waits for the next batch and one commit instead (docs/benchmarks.md). Only its own
+        transaction: each commit makes the broker write markers in every partition written to."""
+        self._urgent_tids.add(self.transactional_id(tp))
         self._urgent.set()
 
     @Service.task
@@ -145,7 +149,8 @@ class PartitionTransactions(TransactionManager):
                 await self.sleep(wait)
             # our commit, not Faust's: Faust's counts only events its streams acknowledged, and a
             # batch is acknowledged after its last event; `handled` has every event handled so far
-            await self.commit({})
+            tids, self._urgent_tids = self._urgent_tids, set()
+            await self.commit({}, only=tids)
 
     def handled_event(self, tp: TP, offset: int) -> None:
         """An event of `tp` was handled and acknowledged: its outputs are in the partition's transaction."""
@@ -189,11 +194,13 @@ class PartitionTransactions(TransactionManager):
                 started += 1
         log.info("transactional producers: %d for %d assigned partitions (%d begun)", len(keep), len(assigned), started)
 
-    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True,
+                     only: set[str] | None = None) -> bool:
+        """Commit every open transaction (or those of `only`), with the offsets of its events."""
         async with work_lock(self.app):
             try:
                 started = time.monotonic()
-                done = await self._commit(offsets, start_new_transaction)
+                done = await self._commit(offsets, start_new_transaction, only)
                 self.last_commit_end = time.monotonic()
                 self.stats.add(self.last_commit_end - started)
             except Exception as exc:  # fenced, or the broker refused: the journal undoes it at the next start
@@ -202,7 +209,8 @@ class PartitionTransactions(TransactionManager):
                 return False
             return done
 
-    async def _commit(self, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
+    async def _commit(self, offsets: Mapping[TP, int], start_new_transaction: bool, only: set[str] | None = None
+                      ) -> bool:
         """Faust's commit, with the ids of `transactional_id` and errors raised, not logged away."""
         # every transaction with records, even without new offsets (a tick's work is committed
         # before all the agents reading that tick have acked it; replaying a tick is harmless)
@@ -219,6 +227,8 @@ class PartitionTransactions(TransactionManager):
         for tp, offset in self.handled.items():
             if offset > committed.get(tp, -1):
                 by_tid.setdefault(self.transactional_id(tp), {}).setdefault(tp, offset)
+        if only is not None:
+            by_tid = {tid: tp_offsets for tid, tp_offsets in by_tid.items() if tid in only}
         # the transactions are independent (one per partition): commit them together
         await asyncio.gather(*(self._commit_one(tid, tp_offsets, start_new_transaction)
                                for tid, tp_offsets in by_tid.items()))

@@ -92,6 +92,16 @@ class Topics:
         return f"{self.prefix}signalement.internal.dedup"
 
     @property
+    def dedup_urgent(self) -> str:
+        """Internal: the candidates of urgent priorities (policy.yaml), keyed like dedup_items.
+
+        Their own topic so that under exactly-once nothing else holds them back: a consumer at
+        read_committed sees a partition only up to its first record of a transaction still open,
+        and internal.dedup takes records from every intake transaction, committed at the interval;
+        this topic only from transactions that hold an urgent record, committed at once."""
+        return f"{self.prefix}signalement.internal.dedup.urgent"
+
+    @property
     def window_input(self) -> str:
         """Internal: reactions re-keyed by (operator, priority) for the window aggregation."""
         return f"{self.prefix}signalement.internal.windows"
@@ -129,6 +139,8 @@ class Topics:
             self._spec(self.reactions, "Reaction", "reaction of an operator to a referral"),
             self._spec(self.windows, "ReactionWindow", "rolling reaction-time windows", cleanup_policy="compact"),
             self._spec(self.dedup_items, "RoutedReferral", "internal: keyed by dedup identity", retention_ms=7 * DAY_MS),
+            self._spec(self.dedup_urgent, "RoutedReferral", "internal: urgent candidates, keyed by dedup identity",
+                       retention_ms=7 * DAY_MS),
             self._spec(self.window_input, "Reaction", "internal: keyed by operator and priority", retention_ms=7 * DAY_MS),
             self._spec(self.ticks, "", "internal: partition ticks for deadlines and windows", retention_ms=3_600_000),
         ]
