@@ -57,6 +57,7 @@ from streams.partitioner import partition_for
 log = logging.getLogger("signalement.eos")
 JOURNAL = "undo-journal.db"
 RETRY_BACKOFF_MS = 20  # the producers' retry back-off (`install`)
+CONNECTION_RETRY_S = 0.5  # a coordinator lookup that lost its connection is retried after this
 
 # Table writes of the event being handled, to be sent in its transaction: (topic, key, value, partition, on_sent).
 Outbox = list[tuple[str, bytes, bytes | None, int | None, Any]]
@@ -319,6 +320,35 @@ def install(app: faust.App, confluent: dict[str, object], urgent_gap: float = Pa
         return {**extra(self), "retry_backoff_ms": RETRY_BACKOFF_MS}
 
     driver.Producer._settings_extra = settings_extra  # type: ignore[method-assign]
+    patch_coordinator_lookup()
+
+
+def patch_coordinator_lookup() -> None:
+    """aiokafka's producer retries a coordinator lookup on CoordinatorNotAvailable, NodeNotReady
+    and RequestTimedOut, but a *lost connection* (the broker restarting) ends its sender: the
+    transaction producer is dead and its next commit stops the worker ("Unexpected error during
+    batch delivery", test_broker_restart.py). Retry that too, every CONNECTION_RETRY_S; a broker
+    away for longer than the transaction timeout still fences the producer (a clean restart)."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+    from aiokafka.producer.sender import Sender
+
+    if getattr(Sender._find_coordinator, "signalement_patched", False):
+        return
+    original = Sender._find_coordinator
+
+    async def find_coordinator(self: Any, coordinator_type: Any, coordinator_key: Any) -> Any:
+        while True:
+            try:
+                return await original(self, coordinator_type, coordinator_key)
+            except KafkaError as err:
+                if not isinstance(err.__cause__, KafkaConnectionError):
+                    raise
+                log.warning("coordinator lookup lost its connection (%s): retrying in %.1f s", err.__cause__,
+                            CONNECTION_RETRY_S)
+                await asyncio.sleep(CONNECTION_RETRY_S)
+
+    find_coordinator.signalement_patched = True  # type: ignore[attr-defined]
+    Sender._find_coordinator = find_coordinator  # type: ignore[method-assign]
 
 
 def last_records(confluent: dict[str, object], partitions: list[TP], window: int = 64,

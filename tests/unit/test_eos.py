@@ -1,9 +1,11 @@
-"""The undo journal: after a kill, the tables go back to their state at the last commit."""
+"""Exactly-once helpers: the undo journal (after a kill, the tables go back to their state at the last
+commit), commit statistics, urgent-commit freshness, aiokafka's coordinator lookup retried."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rocksdict import Options, Rdict
@@ -82,3 +84,42 @@ def test_urgent_commits_only_for_fresh_records() -> None:
     assert not is_fresh(now - URGENT_MAX_AGE_S - 0.001, now)  # behind a backlog
     assert is_fresh(now + 2.0, now)  # a reporter's clock ahead: a commit too many, never a delay
     assert not is_fresh(None, now)
+
+
+def test_a_coordinator_lookup_that_loses_its_connection_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiokafka ends the producer's sender on a lost connection during a coordinator lookup; patched, it retries."""
+    import asyncio
+
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+    from aiokafka.producer.sender import Sender
+
+    from streams import eos
+
+    monkeypatch.setattr(Sender, "_find_coordinator", Sender._find_coordinator)  # restored after the test
+    monkeypatch.setattr(eos, "CONNECTION_RETRY_S", 0.0)
+    eos.patch_coordinator_lookup()
+
+    class Client:
+        def __init__(self, failures: list[Exception]) -> None:
+            self.failures, self.lookups = failures, 0
+
+        async def coordinator_lookup(self, _type: Any, _key: Any) -> int:
+            self.lookups += 1
+            if self.failures:
+                raise self.failures.pop(0)
+            return 1
+
+        async def ready(self, _node: Any, group: Any = None) -> bool:
+            return True
+
+    def sender(failures: list[Exception]) -> Any:
+        s = Sender.__new__(Sender)
+        s.client, s._coordinators, s._retry_backoff = Client(failures), {}, 0.0
+        s._txn_manager = type("Txn", (), {"transactional_id": "t"})()
+        return s
+
+    s = sender([KafkaConnectionError("closed"), KafkaConnectionError("closed")])
+    assert asyncio.run(s._find_coordinator(0, "group")) == 1 and s.client.lookups == 3
+    other = sender([KafkaError("boom")])  # any other error still ends it, as aiokafka meant
+    with pytest.raises(KafkaError):
+        asyncio.run(other._find_coordinator(0, "group"))
