@@ -27,6 +27,7 @@ def register(pipe: Pipeline) -> Any:
             await pipe.each_partition(events, take)
 
     async def take(msg: Any) -> None:
+        pipe.arrived(msg)
         try:
             ref = cast(Referral, pipe.codec.decode(msg.value, "Referral"))
             cand = logic.candidate(ref, names.reporter_of(msg.topic) or "", now_ms())
@@ -42,6 +43,6 @@ def register(pipe: Pipeline) -> Any:
         # under exactly-once no transaction of the others holds them back (Topics.dedup_urgent)
         urgent = cand["priority"] in pipe.policy.urgent
         await pipe.send(names.dedup_urgent if urgent else names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
-        pipe.urgent(cand["priority"], msg)
+        pipe.urgent(cand["priority"])
 
     return intake

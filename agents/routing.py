@@ -13,7 +13,7 @@ from streams.records import RoutedReferral
 log = logging.getLogger("signalement.routing")
 
 
-async def _emit(pipe: Pipeline, adm: dedup.Admission, msg: Any) -> None:
+async def _emit(pipe: Pipeline, adm: dedup.Admission) -> None:
     names, codec = pipe.names, pipe.codec
     if adm.route is not None:
         routed = adm.route
@@ -23,7 +23,7 @@ async def _emit(pipe: Pipeline, adm: dedup.Admission, msg: Any) -> None:
             pipe.counters["unroutable"] += 1
             return
         await pipe.send(names.lane(routed["operator_id"], routed["priority"]), key, value)
-        pipe.urgent(routed["priority"], msg)
+        pipe.urgent(routed["priority"])
         await pipe.send(names.accepted, key, value)
         pipe.counters["escalated" if routed["escalated"] else "accepted"] += 1
     if adm.update is not None:
@@ -110,6 +110,6 @@ def register(pipe: Pipeline) -> Any:
         adm = dedup.admit(item, cand, now_ms(), pipe.policy)
         if adm.item is not None:
             table[key] = dedup.dumps(adm.item)
-        await _emit(pipe, adm, msg)
+        await _emit(pipe, adm)
 
     return routing

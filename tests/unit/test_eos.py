@@ -123,3 +123,17 @@ def test_a_coordinator_lookup_that_loses_its_connection_is_retried(monkeypatch: 
     other = sender([KafkaError("boom")])  # any other error still ends it, as aiokafka meant
     with pytest.raises(KafkaError):
         asyncio.run(other._find_coordinator(0, "group"))
+
+
+def test_the_pipeline_keeps_up_while_intake_takes_recent_reports() -> None:
+    """Urgent commits hold for every hop only while intake's reports are recent (`Pipeline.arrived`)."""
+    import time
+    from types import SimpleNamespace
+
+    from streams.app import URGENT_MAX_AGE_S, Pipeline
+
+    pipe = SimpleNamespace(keeping_up=True)
+    Pipeline.arrived(pipe, SimpleNamespace(timestamp=time.time() - 10 * URGENT_MAX_AGE_S))  # type: ignore[arg-type]
+    assert pipe.keeping_up is False
+    Pipeline.arrived(pipe, SimpleNamespace(timestamp=time.time()))  # type: ignore[arg-type]
+    assert pipe.keeping_up is True
