@@ -63,7 +63,7 @@ class Settings:
     commit_interval: float = 0.1
     # least seconds from the end of a commit to the commit of a transaction holding an urgent
     # record (policy.yaml: `urgent`), instead of waiting for the commit interval
-    urgent_commit_gap: float = 0.02
+    urgent_commit_gap: float = 0.05
     secure: bool = False  # `stack up` also starts the SASL/SCRAM broker with ACLs (streams.security)
     secure_kafka_port: int = DEFAULT_PORTS["secure_kafka_port"]
     secure_controller_port: int = DEFAULT_PORTS["secure_controller_port"]

@@ -56,7 +56,6 @@ from streams.partitioner import partition_for
 
 log = logging.getLogger("signalement.eos")
 JOURNAL = "undo-journal.db"
-RETRY_BACKOFF_MS = 20  # the producers' retry back-off (`install`)
 CONNECTION_RETRY_S = 0.5  # a coordinator lookup that lost its connection is retried after this
 
 # Table writes of the event being handled, to be sent in its transaction: (topic, key, value, partition, on_sent).
@@ -78,7 +77,7 @@ class PartitionTransactions(TransactionManager):
     """Faust's transaction manager, with sends routed to the source partition's transaction."""
 
     # least seconds from the end of a commit to an urgent one (set by `install`)
-    urgent_gap: float = 0.02
+    urgent_gap: float = 0.05
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -308,18 +307,6 @@ def install(app: faust.App, confluent: dict[str, object], urgent_gap: float = Pa
 
     driver.AIOKafkaConsumerThread._highwaters = ends  # type: ignore[method-assign,assignment]
 
-    # Retry sooner than aiokafka's 100 ms. Right after a commit the broker is still writing the
-    # transaction's markers: a send into the next transaction gets CONCURRENT_TRANSACTIONS from
-    # the broker's partition verification (KIP-890; KAFKA-15459 answers it as NOT_ENOUGH_REPLICAS
-    # to a produce and COORDINATOR_NOT_AVAILABLE to an offset commit, which also makes the client
-    # look the coordinator up again); each cost a 100 ms back-off and held the pipeline for it
-    # (commits of 110 ms in the worker logs). The Java producer retries those after 20 ms.
-    extra = driver.Producer._settings_extra
-
-    def settings_extra(self: Any) -> Mapping[str, Any]:
-        return {**extra(self), "retry_backoff_ms": RETRY_BACKOFF_MS}
-
-    driver.Producer._settings_extra = settings_extra  # type: ignore[method-assign]
     patch_coordinator_lookup()
 
 

@@ -30,6 +30,16 @@ def test_kafka_is_kraft_39_on_the_local_stack_port() -> None:
     assert "EXTERNAL://127.0.0.1:19092" in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
 
 
+
+def test_kafka_has_the_local_stacks_transaction_settings() -> None:
+    """The compose broker runs transactions like the local one (verification off: docs/reliability.md)."""
+    env = COMPOSE["services"]["kafka"]["environment"]
+    local = dict(line.split("=", 1) for line in (ROOT / "streams" / "stack" / "kafka-server.properties").read_text()
+                 .splitlines() if line and not line.startswith("#"))
+    for key in ("transaction.partition.verification.enable", "transaction.state.log.min.isr"):
+        assert str(env["KAFKA_" + key.upper().replace(".", "_")]).lower() == local[key].lower()
+
+
 def test_clickhouse_is_current_and_ports_match() -> None:
     ch = COMPOSE["services"]["clickhouse"]
     major = int(ch["image"].split(":")[1].split(".")[0])
