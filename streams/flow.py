@@ -1,0 +1,98 @@
+"""Faust's flow control at a rebalance or a stop: events dropped from the agents' queues.
+
+At each revocation (and at shutdown) Faust clears every agent's queue, then waits until every
+message it delivered is acknowledged (`Consumer.wait_empty`). A dropped event is normally
+forgotten with its message (the consumer tracks messages in a WeakSet). A message read by several
+agents (the ticks: routing, reactions and windows) is shared: when one agent has already handled
+it and another agent's copy is dropped, the handled copy keeps the message alive with one
+reference never acknowledged, and the rebalance waits for it until it times out (seen by
+tests/integration/test_rebalance.py; docs/reliability.md, "Rebalances").
+
+`release_on_clear` acknowledges the dropped copies of topics whose events may be skipped: a tick
+skipped or repeated is harmless (every tick-driven step is idempotent). Events of other topics
+are left as Faust leaves them: not acknowledged, handled again by the partition's next owner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger("signalement.flow")
+
+
+def release_on_clear(app: Any, topics: Iterable[str]) -> None:
+    """Make `app.flow_control.clear()` acknowledge the queued events of `topics` it drops."""
+    skippable = frozenset(topics)
+    flow = app.flow_control
+    clear = flow.clear
+
+    def clear_and_release() -> None:
+        released = 0
+        for queue in list(flow._queues):
+            released += release(getattr(queue, "_queue", ()), skippable)
+        if released:
+            log.info("released %d queued events of %s dropped by flow control", released, ", ".join(sorted(skippable)))
+        clear()
+
+    flow.clear = clear_and_release
+
+
+def release(queued: Iterable[Any], skippable: frozenset[str]) -> int:
+    """Acknowledge the events in `queued` whose message is from a topic of `skippable`."""
+    released = 0
+    for event in list(queued):
+        message = getattr(event, "message", None)
+        if message is not None and message.topic in skippable:
+            event.ack()
+            released += 1
+    return released
+
+
+def patch_stale_fetch() -> None:
+    """Faust's `Consumer.getmany`, with records fetched across a rebalance dropped and the
+    partitions sought back to their committed offsets.
+
+    Faust 0.15.3 notes the consumer generation *after* a fetch returns and delivers the records
+    if it has not changed since. A fetch begun before a rebalance and returned after it carries
+    records of the old assignment, delivered as if they were new; the fetcher then notes their
+    offsets as read and drops the same records when they arrive again from the committed offset
+    (`_drain_messages`: "DROPPED MESSAGE ROFF"), except the last one. Found by
+    tests/integration/test_rebalance.py: after a join/leave/join, two consecutive reports of each
+    partition were never handled and one per partition was handled twice (docs/reliability.md).
+    Here the generation is noted before the fetch; if it changed, nothing of the new generation
+    has been delivered yet by this fetcher, so seeking every partition to its committed offset
+    (as Faust does after each rebalance) loses nothing and repeats nothing.
+    """
+    from faust.transport.consumer import Consumer
+
+    if getattr(Consumer.getmany, "_signalement", False):
+        return
+
+    async def getmany(self: Any, timeout: float) -> Any:
+        generation_id = self.app.consumer_generation_id
+        records, active_partitions = await self._wait_next_records(timeout)
+        if records is None or self.should_stop:
+            return
+        if records and self.app.consumer_generation_id != generation_id:
+            log.info("dropped %d records fetched across a rebalance (generation %s -> %s); back to the committed offsets",
+                     sum(len(batch) for batch in records.values()), generation_id, self.app.consumer_generation_id)
+            await self.perform_seek()
+            return
+        if not self.flow_active:
+            try:  # as Faust: a fetch returned during a rebalance is dropped, the positions go back
+                await self.perform_seek()
+            except Exception as exc:
+                log.warning("seek to the committed offsets while the flow is stopped failed: %s", exc)
+            return
+        to_message = self._to_message
+        for tp, record in self.scheduler.iterate(records):
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                break  # a rebalance began: the rest is fetched again from the committed offsets
+            if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, to_message(tp, record)
+
+    getmany._signalement = True  # type: ignore[attr-defined]
+    Consumer.getmany = getmany  # type: ignore[method-assign]

@@ -1,0 +1,114 @@
+"""Flow control at a rebalance: a tick dropped from one agent's queue is acknowledged (the rebalance
+would wait for it), an event of any other topic is not (the partition's next owner handles it)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.events import Event
+from faust.types.tuples import ConsumerMessage
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
+
+from streams.flow import release_on_clear
+
+pytestmark = pytest.mark.unit
+
+
+class Consumer:
+    """Faust's `Consumer.ack` as far as a message goes: marked acknowledged, its offset committable."""
+
+    def __init__(self) -> None:
+        self.acked: list[Any] = []
+
+    def ack(self, message: Any) -> bool:
+        message.acked = True
+        self.acked.append((message.topic, message.offset))
+        return True
+
+
+def message(topic: str, offset: int, readers: int) -> ConsumerMessage:
+    m = ConsumerMessage(topic, 0, offset, 0.0, 0, None, None, b"v", None)
+    m.incref(readers)  # the conductor's reference per agent reading the topic
+    return m
+
+
+def test_a_dropped_tick_is_acknowledged_and_a_dropped_report_is_not() -> None:
+    consumer = Consumer()
+    app: Any = SimpleNamespace(consumer=consumer, flow_control=FlowControlEvent(initially_suspended=False))
+    queues: list[ThrowableQueue[Any]] = [ThrowableQueue(flow_control=app.flow_control, clear_on_resume=True)
+                                         for _ in range(3)]
+    tick = message("p.internal.ticks", 7, readers=3)
+    report = message("p.reports.pharos", 42, readers=1)
+    # two agents have handled the tick; the third still has it queued, behind a report
+    for _ in range(2):
+        Event(app, None, b"tick", None, tick).ack()
+    queues[2].put_nowait(Event(app, None, b"tick", None, tick))
+    queues[0].put_nowait(Event(app, None, b"v", None, report))
+    assert not tick.acked and tick.refcount == 1
+
+    release_on_clear(app, ["p.internal.ticks"])
+    app.flow_control.suspend()
+    app.flow_control.clear()
+
+    assert all(q.empty() for q in queues)
+    assert tick.acked and consumer.acked == [("p.internal.ticks", 7)]  # the rebalance has nothing to wait for
+    assert not report.acked and report.refcount == 1  # not committed: handled again after the rebalance
+
+
+def test_without_release_the_dropped_tick_stays_unacknowledged() -> None:
+    """What Faust does alone: the message the rebalance waits for stays unacknowledged."""
+    consumer = Consumer()
+    app: Any = SimpleNamespace(consumer=consumer, flow_control=FlowControlEvent(initially_suspended=False))
+    queue: ThrowableQueue[Any] = ThrowableQueue(flow_control=app.flow_control, clear_on_resume=True)
+    tick = message("p.internal.ticks", 7, readers=2)
+    Event(app, None, b"tick", None, tick).ack()
+    queue.put_nowait(Event(app, None, b"tick", None, tick))
+    app.flow_control.clear()
+    assert queue.empty() and not tick.acked and consumer.acked == []
+
+
+class FetchingConsumer:
+    """What Faust's `Consumer.getmany` uses of its consumer, with a fetch that may span a rebalance."""
+
+    def __init__(self, records: dict[Any, list[Any]], rebalance_during_fetch: bool) -> None:
+        self.app = SimpleNamespace(consumer_generation_id=3, monitor=SimpleNamespace(track_tp_end_offset=lambda *a: None))
+        self.records, self.rebalance = records, rebalance_during_fetch
+        self.flow_active, self.should_stop = True, False
+        self.scheduler = SimpleNamespace(iterate=lambda recs: ((tp, r) for tp, batch in recs.items() for r in batch))
+        self._buffered_partitions: set[Any] = set()
+        self.seeks = 0
+
+    async def _wait_next_records(self, timeout: float) -> tuple[dict[Any, list[Any]], None]:
+        if self.rebalance:  # the group moved on while the fetch was out
+            self.app.consumer_generation_id += 1
+        return self.records, None
+
+    async def perform_seek(self) -> None:
+        self.seeks += 1
+
+    def _to_message(self, tp: Any, record: Any) -> Any:
+        return record
+
+    def highwater(self, tp: Any) -> int:
+        return 100
+
+
+async def fetch(consumer: FetchingConsumer) -> list[Any]:
+    from faust.transport.consumer import Consumer
+
+    return [message async for _tp, message in Consumer.getmany(consumer, 1.0)]  # type: ignore[arg-type]
+
+
+def test_records_fetched_across_a_rebalance_are_dropped_and_the_partitions_sought_back() -> None:
+    import asyncio
+
+    from streams.flow import patch_stale_fetch
+
+    patch_stale_fetch()
+    records = {"reports.pharos-2": [632, 633, 634], "reports.ctiru-0": [335]}
+    stale = FetchingConsumer(records, rebalance_during_fetch=True)
+    assert asyncio.run(fetch(stale)) == [] and stale.seeks == 1  # read again from the committed offsets
+    fresh = FetchingConsumer(records, rebalance_during_fetch=False)
+    assert asyncio.run(fetch(fresh)) == [632, 633, 634, 335] and fresh.seeks == 0
