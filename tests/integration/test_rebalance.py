@@ -1,8 +1,11 @@
-"""Exactly-once across rebalances: two workers of one group, one joining, leaving and joining again
-while referrals flow.
+"""Exactly-once across rebalances: two workers of one group, one joining, leaving, joining again and
+being killed while referrals flow.
 
 A graceful rebalance is not a crash: the leaving and the staying worker both hand their partitions
-over cleanly, and nothing may be processed twice. The strictest witness is intake, which keeps no
+over cleanly, and nothing may be processed twice. A killed worker hands nothing over: the staying
+one takes its partitions when its session expires, its open transactions are aborted when the
+staying worker's producers take their transactional ids, and nothing may be lost or repeated
+either. The strictest witness is intake, which keeps no
 state: a report it handles twice is re-keyed twice into the internal dedup topic and, when
 malformed, dead-lettered twice; the dedup table downstream would hide the first case from the
 lanes. So besides the lanes, duplicates, unroutable and rejected topics, the test counts the
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -107,10 +111,16 @@ def test_join_leave_join_processes_every_record_once(stack: Settings, topics: To
     a.start()
     feeder.thread.start()
     try:
-        # B joins, leaves (SIGTERM: a graceful hand-over) and joins again, each time with records flowing
+        # B joins, leaves (SIGTERM: a graceful hand-over), joins again and is killed (SIGKILL: A takes
+        # its partitions when its session expires, and B's open transactions are aborted), each time
+        # with records flowing
         _wait(lambda: _lane_count(stack, lanes) > 0, 300, [a, b], "a lane record")
+
+        def kill() -> None:
+            b.stop(signal.SIGKILL)
+
         joins = 0
-        for action in (b.start, b.stop, b.start):
+        for action in (b.start, b.stop, b.start, kill):
             action()
             if action == b.start:  # until B has its partitions (and A has given them up)
                 joins += 1
