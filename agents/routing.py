@@ -74,7 +74,7 @@ def register(pipe: Pipeline) -> Any:
     table = pipe.table("dedup-items")
     sweeper = Sweeper(pipe, table)
     names = pipe.names
-    source = pipe.source(names.dedup_items, names.dedup_urgent, names.ticks)
+    source = pipe.source(*names.candidates, names.ticks)
     register_ticks(pipe)
 
     @pipe.app.agent(source, name="signalement.routing")

@@ -173,7 +173,7 @@ class Run:
         t = self.tally or self.open_tally()
         if topics is None:
             topics = [self.names.reports(r) for r in sorted(self.registry.reporters)]
-            topics += [self.names.dedup_items, self.names.dedup_urgent, self.names.accepted]
+            topics += [*self.names.candidates, self.names.accepted]
         return kafkaio.group_lag(t.c, self.settings.app_id, kafkaio.partitions(t.c, topics), self.settings)
 
     def sink_lag(self) -> int:

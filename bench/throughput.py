@@ -63,7 +63,7 @@ def decisions_phase(run: Run, referrals: int, result: Result, timeout: float) ->
         tally.close()
     got = tally.by_topic[run.names.reactions].count
     topics = [run.names.decisions(op) for op in sorted(run.registry.operators)]
-    topics += [run.names.window_input, run.names.dedup_items, run.names.dedup_urgent]
+    topics += [run.names.window_input, *run.names.candidates]
     run.wait_lag("worker", 120, topics=topics)
     all_done = time.time() - started
     cpu = sum(p.cpu_seconds() for p in run.procs) - cpu0

@@ -102,6 +102,11 @@ class Topics:
         return f"{self.prefix}signalement.internal.dedup.urgent"
 
     @property
+    def candidates(self) -> list[str]:
+        """Internal: both topics of routed candidates (routing reads them; checks count them together)."""
+        return [self.dedup_items, self.dedup_urgent]
+
+    @property
     def window_input(self) -> str:
         """Internal: reactions re-keyed by (operator, priority) for the window aggregation."""
         return f"{self.prefix}signalement.internal.windows"

@@ -194,7 +194,7 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, alive: Call
 def trace(settings: Settings, topics: Topics, missing: list[str], traffic: Traffic) -> dict[str, list[str]]:
     """Where each missing referral stopped: the topics of the chain that hold it (and where its reporter was
     told it was written)."""
-    chain = [*(topics.reports(r) for r, _ in KINDS), topics.dedup_items, topics.dedup_urgent, topics.accepted,
+    chain = [*(topics.reports(r) for r, _ in KINDS), *topics.candidates, topics.accepted,
              topics.rejected, topics.duplicates, topics.unroutable]
     out = read_topics(settings, chain)
     found: dict[str, list[str]] = {rid: [] for rid in missing}

@@ -248,7 +248,7 @@ def _wait(cond: Any, timeout: float, worker: WorkerProcess, what: str) -> None:
 
 def _diagnose(stack: Settings, names: Topics, corpus: Corpus, ops: Operators) -> str:
     """Where the items that never reached a lane are (for a failure message)."""
-    out = read_topics(stack, [names.dedup_items, names.dedup_urgent, names.accepted, names.duplicates], idle_s=3.0)
+    out = read_topics(stack, [*names.candidates, names.accepted, names.duplicates], idle_s=3.0)
     routed_items = {corpus.item_of[rid] for rid in ops.decided}
     missing = {item for item in corpus.items if corpus.items[item][0] and item not in routed_items}
     seen: dict[str, list[str]] = {}

@@ -133,14 +133,14 @@ def test_join_leave_join_processes_every_record_once(stack: Settings, topics: To
         feeder.thread.join(120)
         _wait(lambda: _lane_count(stack, lanes) >= expected_routed, 300, [a, b], f"{expected_routed} lane records")
         time.sleep(3)
-        out = read_topics(stack, [*lanes, names.dedup_items, names.dedup_urgent, names.duplicates, names.unroutable,
+        out = read_topics(stack, [*lanes, *names.candidates, names.duplicates, names.unroutable,
                                   names.rejected, names.accepted], idle_s=3.0, timeout_s=300)
     finally:
         b.stop()
         a.stop()
 
     # intake, stateless: each valid report re-keyed into the internal topic exactly once
-    candidates = Counter(m.decode()["referral_id"] for topic in (names.dedup_items, names.dedup_urgent)
+    candidates = Counter(m.decode()["referral_id"] for topic in names.candidates
                          for m in out[topic])
     twice = [rid for rid, n in candidates.items() if n > 1]
     assert not twice, f"{len(twice)} reports went through intake twice, e.g. {twice[:3]}"
