@@ -23,7 +23,7 @@ from streams.config import Settings
 from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, work_lock
 from streams.eos import install as install_transactions
 from streams.errors import ConfigError
-from streams.flow import patch_stale_fetch, release_on_clear
+from streams.flow import patch_stale_fetch
 from streams.policy import Policy
 from streams.records import Rejection
 from streams.registry import Registry
@@ -260,6 +260,5 @@ def build_pipeline(settings: Settings | None = None) -> Pipeline:
     registry = Registry.load(settings.reporters_path, settings.operators_path)
     names = Topics(prefix=settings.topic_prefix, partitions=settings.partitions)
     app = build_app(settings)
-    release_on_clear(app, [names.ticks])  # a rebalance must not wait for a tick dropped from one agent's queue
-    patch_stale_fetch()  # nor deliver records fetched before it (streams/flow.py)
+    patch_stale_fetch()  # a rebalance must not deliver records fetched before it (streams/flow.py)
     return Pipeline(settings, Policy.load(settings.policy_path), registry, names, default_codec(), app)

@@ -11,6 +11,10 @@ tests/integration/test_rebalance.py; docs/reliability.md, "Rebalances").
 `release_on_clear` acknowledges the dropped copies of topics whose events may be skipped: a tick
 skipped or repeated is harmless (every tick-driven step is idempotent). Events of other topics
 are left as Faust leaves them: not acknowledged, handled again by the partition's next owner.
+
+NOT INSTALLED: in the SIGKILL test (tests/integration/test_crash.py) every run where it released
+ticks at a restart's rebalance (2 of 2) ended with the routing agent stalled a few restarts later,
+and the run where it released none passed; the cause is not found yet (docs/reliability.md).
 """
 
 from __future__ import annotations
