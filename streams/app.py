@@ -210,13 +210,27 @@ class Pipeline:
                         self.codec.encode("Rejection", rejection))
 
 
+# Seconds a produced batch lingers for more records. Faust's default is 0: every send became its own
+# produce request (aiokafka's request building and socket writes were ~20 % of the worker's CPU).
+# At-least-once: 5 ms, each hop's records are visible as soon as written. Exactly-once: 50 ms,
+# records are visible only when their transaction commits and a commit sends every lingering batch
+# first (aiokafka's flush_for_commit), so waiting longer costs no visibility and makes a tenth of
+# the produce requests: -20 to -27 % CPU per referral (docs/benchmarks.md, "What was optimised", 10).
 PRODUCER_LINGER_S = 0.005
+PRODUCER_LINGER_EOS_S = 0.05
 PRODUCER_BATCH_BYTES = 262_144
 SESSION_TIMEOUT_S = 10.0
 
 
 # aiokafka's transaction timeout: the broker aborts (and fences) a transaction open longer
 TRANSACTION_TIMEOUT_S = 60.0
+
+
+def producer_linger(settings: Settings) -> float:
+    """Seconds a produced batch lingers: SIGNALEMENT_PRODUCER_LINGER, else the guarantee's default."""
+    if settings.producer_linger >= 0:
+        return settings.producer_linger
+    return PRODUCER_LINGER_EOS_S if settings.guarantee == "exactly_once" else PRODUCER_LINGER_S
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -240,10 +254,7 @@ def build_app(settings: Settings) -> faust.App:
         Table=TransactionalTable,  # changelog records in the event's transaction under exactly_once
         table_cleanup_interval=3600.0,
         producer_max_request_size=REJECTED_MAX_BYTES,  # a dead letter carries a whole refused record
-        # Faust's default linger is 0: every send became its own produce request (aiokafka's request
-        # building and socket writes were ~20 % of the worker's CPU, bench/ and docs/benchmarks.md);
-        # 5 ms of linger and 256 KiB batches cost at most 5 ms per hop.
-        producer_linger=PRODUCER_LINGER_S,
+        producer_linger=producer_linger(settings),
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         # a killed worker's partitions wait for its session to expire before anyone resumes them:
         # 10 s instead of Faust's 60 s (heartbeats every 3 s; the broker's minimum is 6 s)
