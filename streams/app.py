@@ -20,7 +20,7 @@ from faust.streams import _current_event, current_event  # the ContextVar Faust'
 
 from streams.codec import Codec, default_codec
 from streams.config import Settings
-from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, pace, work_lock
+from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, work_lock
 from streams.eos import install as install_transactions
 from streams.errors import ConfigError
 from streams.flow import patch_stale_fetch
@@ -47,19 +47,11 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2,
 
 # an event older than this (since its record's timestamp) means a backlog: no urgent commit for it
 URGENT_MAX_AGE_S = 0.5
-# an agent taking events older than this drains a backlog: periodic commits slow down (streams.eos.Pace)
-BACKLOG_AGE_S = 2.0
 
 
 def is_fresh(timestamp: float | None, now: float, max_age_s: float = URGENT_MAX_AGE_S) -> bool:
     """Whether a record stamped `timestamp` (seconds) is recent enough to deserve an urgent commit."""
     return timestamp is not None and now - timestamp <= max_age_s
-
-
-def is_backlog(events: Sequence[Any], now: float) -> bool:
-    """Whether an agent's batch comes from a backlog: its first event is older than BACKLOG_AGE_S."""
-    stamp = events[0].message.timestamp if events else None
-    return stamp is not None and not is_fresh(stamp, now, BACKLOG_AGE_S)
 
 
 def now_ms() -> int:
@@ -156,8 +148,6 @@ class Pipeline:
     async def each_partition(self, events: Sequence[Any], handle: Callable[[Any], Awaitable[None]]) -> None:
         """Handle a batch: each partition's events as one unit of work (`work`), in order, with the
         partition's last event current (so table writes and sends go to that partition)."""
-        if is_backlog(events, time.time()):
-            pace(self.app).saw_backlog()  # this agent drains a backlog: commits pace down (streams.eos.Pace)
         for group in partition_groups(events):
             with acting_for(group[-1]):
                 async with self.work(*group):
@@ -248,9 +238,6 @@ def build_app(settings: Settings) -> faust.App:
         raise ConfigError(f"SIGNALEMENT_COMMIT_INTERVAL={settings.commit_interval:g}: under exactly_once it must be "
                           f"above 0 and at most {TRANSACTION_TIMEOUT_S / 2:g} s (the broker aborts a transaction "
                           f"open for {TRANSACTION_TIMEOUT_S:g} s)")
-    if not 0 <= settings.backlog_commit_interval <= TRANSACTION_TIMEOUT_S / 2:
-        raise ConfigError(f"SIGNALEMENT_BACKLOG_COMMIT_INTERVAL={settings.backlog_commit_interval:g}: it must be "
-                          f"between 0 (off) and {TRANSACTION_TIMEOUT_S / 2:g} s")
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
@@ -275,7 +262,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.commit_interval,
     )
     if settings.guarantee == "exactly_once":
-        install_transactions(app, settings.confluent(), settings.urgent_commit_gap, settings.backlog_commit_interval)
+        install_transactions(app, settings.confluent(), settings.urgent_commit_gap)
     return app
 
 

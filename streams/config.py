@@ -64,8 +64,6 @@ class Settings:
     # least seconds from the end of a commit to the commit of a transaction holding an urgent
     # record (policy.yaml: `urgent`), instead of waiting for the commit interval
     urgent_commit_gap: float = 0.05
-    # seconds between commits while an agent drains a backlog (streams.eos.Pace; 0: commit_interval)
-    backlog_commit_interval: float = 1.0
     # seconds a produced batch waits for more records (0: Faust's default, a request per record);
     # negative: the default for the guarantee (streams.app.producer_linger)
     producer_linger: float = -1.0
