@@ -210,14 +210,12 @@ class Pipeline:
                         self.codec.encode("Rejection", rejection))
 
 
-# Seconds a produced batch lingers for more records. Faust's default is 0: every send became its own
-# produce request (aiokafka's request building and socket writes were ~20 % of the worker's CPU).
-# At-least-once: 5 ms, each hop's records are visible as soon as written. Exactly-once: 50 ms,
-# records are visible only when their transaction commits and a commit sends every lingering batch
-# first (aiokafka's flush_for_commit), so waiting longer costs no visibility and makes a tenth of
-# the produce requests: -20 to -27 % CPU per referral (docs/benchmarks.md, "What was optimised", 10).
+# Seconds a produced batch lingers for more records (SIGNALEMENT_PRODUCER_LINGER). Faust's default
+# is 0: every send became its own produce request (aiokafka's request building and socket writes
+# were ~20 % of the worker's CPU); 5 ms costs at most 5 ms per hop. Under exactly-once 50 ms cut the
+# CPU per referral by 20-27 % (commits send lingering batches first), but the kill test then lost
+# records in 1 of 2 runs: not the default (docs/benchmarks.md, "What was optimised", 10).
 PRODUCER_LINGER_S = 0.005
-PRODUCER_LINGER_EOS_S = 0.05
 PRODUCER_BATCH_BYTES = 262_144
 SESSION_TIMEOUT_S = 10.0
 
@@ -227,10 +225,8 @@ TRANSACTION_TIMEOUT_S = 60.0
 
 
 def producer_linger(settings: Settings) -> float:
-    """Seconds a produced batch lingers: SIGNALEMENT_PRODUCER_LINGER, else the guarantee's default."""
-    if settings.producer_linger >= 0:
-        return settings.producer_linger
-    return PRODUCER_LINGER_EOS_S if settings.guarantee == "exactly_once" else PRODUCER_LINGER_S
+    """Seconds a produced batch lingers: SIGNALEMENT_PRODUCER_LINGER, else PRODUCER_LINGER_S."""
+    return settings.producer_linger if settings.producer_linger >= 0 else PRODUCER_LINGER_S
 
 
 def build_app(settings: Settings) -> faust.App:

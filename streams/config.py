@@ -64,8 +64,8 @@ class Settings:
     # least seconds from the end of a commit to the commit of a transaction holding an urgent
     # record (policy.yaml: `urgent`), instead of waiting for the commit interval
     urgent_commit_gap: float = 0.05
-    # seconds a produced batch waits for more records (0: Faust's default, a request per record);
-    # negative: the default for the guarantee (streams.app.producer_linger)
+    # seconds a produced batch waits for more records (0: a request per record); negative: the
+    # default, streams.app.PRODUCER_LINGER_S
     producer_linger: float = -1.0
     secure: bool = False  # `stack up` also starts the SASL/SCRAM broker with ACLs (streams.security)
     secure_kafka_port: int = DEFAULT_PORTS["secure_kafka_port"]

@@ -106,13 +106,14 @@ def test_resolve_keeps_ports_our_servers_hold(busy_default_port: int, tmp_path: 
     assert json.loads((tmp_path / "ports.json").read_text())["kafka_port"] == busy_default_port
 
 
-def test_producer_linger_default_follows_the_guarantee(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Exactly-once lingers longer (commits flush what lingers); at-least-once stays short; env wins."""
-    from streams.app import PRODUCER_LINGER_EOS_S, PRODUCER_LINGER_S, producer_linger
+def test_producer_linger_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """5 ms unless SIGNALEMENT_PRODUCER_LINGER says otherwise (0 included), whatever the guarantee."""
+    from streams.app import PRODUCER_LINGER_S, producer_linger
 
-    assert PRODUCER_LINGER_EOS_S > PRODUCER_LINGER_S
-    assert producer_linger(Settings.from_env()) == PRODUCER_LINGER_EOS_S
+    assert producer_linger(Settings.from_env()) == PRODUCER_LINGER_S == 0.005
     monkeypatch.setenv("SIGNALEMENT_GUARANTEE", "at_least_once")
     assert producer_linger(Settings.from_env()) == PRODUCER_LINGER_S
     monkeypatch.setenv("SIGNALEMENT_PRODUCER_LINGER", "0")
     assert producer_linger(Settings.from_env()) == 0.0
+    monkeypatch.setenv("SIGNALEMENT_PRODUCER_LINGER", "0.05")
+    assert producer_linger(Settings.from_env()) == 0.05
