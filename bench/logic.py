@@ -21,7 +21,8 @@ import gc
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +41,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=5, help="passes per step, fastest kept (5)")
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Seconds of the fastest of `repeat` calls, and the last call's result.
-
-    The cyclic GC is paused during a call: the step's input and output lists (all 30,000 records,
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic GC off for a timed step: the step's input and output lists (all 30,000 records,
     kept for the next step) would make its collections cost what the worker, holding a batch at a
     time, does not pay."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Seconds of the fastest of `repeat` calls (GC paused), and the last call's result."""
     best, out = float("inf"), None
     for _ in range(repeat):
-        gc.collect()
-        gc.disable()
-        try:
+        with paused_gc():
             t0 = time.perf_counter()
             out = fn()
             best = min(best, time.perf_counter() - t0)
-        finally:
-            gc.enable()
     return best, out
 
 
@@ -114,18 +120,16 @@ def run(args: argparse.Namespace) -> Result:
         best = float("inf")
         for i in range(args.repeat):  # a fresh table each pass: every pass admits the same items
             db = options.open(folder / f"dedup-{i}.db")
-            gc.collect()
-            gc.disable()
-            t0 = time.perf_counter()
-            admissions = []
-            for key, cand in decoded:
-                raw = db.get(key)
-                adm = dedup.admit(dedup.loads(raw) if raw is not None else None, cand, now, policy)
-                if adm.item is not None:
-                    db[key] = dedup.dumps(adm.item)
-                admissions.append(adm)
-            best = min(best, time.perf_counter() - t0)
-            gc.enable()
+            with paused_gc():
+                t0 = time.perf_counter()
+                admissions = []
+                for key, cand in decoded:
+                    raw = db.get(key)
+                    adm = dedup.admit(dedup.loads(raw) if raw is not None else None, cand, now, policy)
+                    if adm.item is not None:
+                        db[key] = dedup.dumps(adm.item)
+                    admissions.append(adm)
+                best = min(best, time.perf_counter() - t0)
             db.close()
         steps["routing: dedup table get, admit, put (RocksDB)"] = best
     finally:

@@ -210,12 +210,6 @@ class Pipeline:
                         self.codec.encode("Rejection", rejection))
 
 
-# Seconds a produced batch lingers for more records (SIGNALEMENT_PRODUCER_LINGER). Faust's default
-# is 0: every send became its own produce request (aiokafka's request building and socket writes
-# were ~20 % of the worker's CPU); 5 ms costs at most 5 ms per hop. Under exactly-once 50 ms cut the
-# CPU per referral by 20-27 % (commits send lingering batches first), but the kill test then lost
-# records in 1 of 2 runs: not the default (docs/benchmarks.md, "What was optimised", 10).
-PRODUCER_LINGER_S = 0.005
 PRODUCER_BATCH_BYTES = 262_144
 SESSION_TIMEOUT_S = 10.0
 
@@ -224,16 +218,13 @@ SESSION_TIMEOUT_S = 10.0
 TRANSACTION_TIMEOUT_S = 60.0
 
 
-def producer_linger(settings: Settings) -> float:
-    """Seconds a produced batch lingers: SIGNALEMENT_PRODUCER_LINGER, else PRODUCER_LINGER_S."""
-    return settings.producer_linger if settings.producer_linger >= 0 else PRODUCER_LINGER_S
-
-
 def build_app(settings: Settings) -> faust.App:
     if settings.guarantee == "exactly_once" and not 0 < settings.commit_interval <= TRANSACTION_TIMEOUT_S / 2:
         raise ConfigError(f"SIGNALEMENT_COMMIT_INTERVAL={settings.commit_interval:g}: under exactly_once it must be "
                           f"above 0 and at most {TRANSACTION_TIMEOUT_S / 2:g} s (the broker aborts a transaction "
                           f"open for {TRANSACTION_TIMEOUT_S:g} s)")
+    if settings.producer_linger < 0:
+        raise ConfigError(f"SIGNALEMENT_PRODUCER_LINGER={settings.producer_linger:g}: seconds, 0 or more")
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
@@ -250,7 +241,7 @@ def build_app(settings: Settings) -> faust.App:
         Table=TransactionalTable,  # changelog records in the event's transaction under exactly_once
         table_cleanup_interval=3600.0,
         producer_max_request_size=REJECTED_MAX_BYTES,  # a dead letter carries a whole refused record
-        producer_linger=producer_linger(settings),
+        producer_linger=settings.producer_linger,
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         # a killed worker's partitions wait for its session to expire before anyone resumes them:
         # 10 s instead of Faust's 60 s (heartbeats every 3 s; the broker's minimum is 6 s)

@@ -108,12 +108,10 @@ def test_resolve_keeps_ports_our_servers_hold(busy_default_port: int, tmp_path: 
 
 def test_producer_linger_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """5 ms unless SIGNALEMENT_PRODUCER_LINGER says otherwise (0 included), whatever the guarantee."""
-    from streams.app import PRODUCER_LINGER_S, producer_linger
-
-    assert producer_linger(Settings.from_env()) == PRODUCER_LINGER_S == 0.005
+    assert Settings.from_env().producer_linger == 0.005
     monkeypatch.setenv("SIGNALEMENT_GUARANTEE", "at_least_once")
-    assert producer_linger(Settings.from_env()) == PRODUCER_LINGER_S
+    assert Settings.from_env().producer_linger == 0.005
     monkeypatch.setenv("SIGNALEMENT_PRODUCER_LINGER", "0")
-    assert producer_linger(Settings.from_env()) == 0.0
+    assert Settings.from_env().producer_linger == 0.0
     monkeypatch.setenv("SIGNALEMENT_PRODUCER_LINGER", "0.05")
-    assert producer_linger(Settings.from_env()) == 0.05
+    assert Settings.from_env().producer_linger == 0.05
