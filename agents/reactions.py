@@ -29,6 +29,7 @@ from streams.records import OperatorDecision, Reaction, RoutedReferral
 log = logging.getLogger("signalement.reactions")
 HELD = "HELD"  # index kind for a decision waiting for its referral
 MAX_HELD = 16  # decisions held per unknown referral; more are rejected at once (UNKNOWN_REFERRAL)
+RECHECK_MS = 1_000  # a held decision not yet allowed to expire is looked at again after this
 MAX_HELD_KEY = 256  # bytes of message key a held decision may carry (a referral_id is 36)
 
 
@@ -39,6 +40,9 @@ class Reactor:
         self.pipe, self.table, self.pending = pipe, table, pending
         self.index: dict[int, DeadlineIndex] = defaultdict(lambda: DeadlineIndex())
         self.built: set[int] = set()
+        # per partition: newest referrals.accepted record timestamp handled, and when (held decisions wait for it)
+        self.accepted_seen_until: dict[int, int] = defaultdict(int)
+        self.accepted_last: dict[int, int] = defaultdict(now_ms)
 
     def _save(self, key: bytes, state: dict[str, Any]) -> None:
         self.table[key] = orjson.dumps(state)
@@ -48,8 +52,14 @@ class Reactor:
         return orjson.loads(raw) if raw is not None else None
 
     async def on_routed(self, msg: Any) -> None:
-        routed: RoutedReferral = self.pipe.codec.decode(msg.value, "RoutedReferral")  # type: ignore[assignment]
         key, now = msg.key, now_ms()
+        self.accepted_last[msg.partition] = now
+        timestamp = getattr(msg, "timestamp", None)  # seconds (Faust's message), the record's create time
+        if timestamp is not None:
+            stamp = int(timestamp * 1000)
+            if stamp > self.accepted_seen_until[msg.partition]:
+                self.accepted_seen_until[msg.partition] = stamp
+        routed: RoutedReferral = self.pipe.codec.decode(msg.value, "RoutedReferral")  # type: ignore[assignment]
         state = self._load(key)
         if state is None:
             state = {"r": logic.new_reaction(routed, now), "k": dedup_key(routed["operator_id"], routed["normalized_url"]),
@@ -124,11 +134,19 @@ class Reactor:
     async def on_tick(self, partition: int) -> None:
         if partition not in self.built:
             self._rebuild(partition)
-        now = now_ms()
+        now, grace = now_ms(), self.pipe.policy.unknown_grace_ms
         for referral_id, kind, _deadline in self.index[partition].due(now):
             key = referral_id.encode()
             if kind == HELD:
-                await self._expire_held(key)
+                raw = self.pending.get(key)
+                if raw is None:
+                    continue
+                held_at = min(h["at"] for h in orjson.loads(raw)["held"])
+                if logic.held_may_expire(held_at, now, self.accepted_seen_until[partition],
+                                         self.accepted_last[partition], grace):
+                    await self._expire_held(key)
+                else:  # its routing record may still be in the backlog of referrals.accepted: look again
+                    self.index[partition].add(referral_id, HELD, now + RECHECK_MS)
                 continue
             state = self._load(key)
             if state is None or kind in state["alerts"]:

@@ -70,6 +70,27 @@ def acting_for(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
+def current_events(events: Sequence[Any], generation: int) -> list[Any]:
+    """The events of a batch fetched under the consumer's current assignment (`generation`).
+
+    `stream.take_events` keeps its buffer across a rebalance: an event fetched under the old
+    assignment may belong to a partition that is another worker's now (its transactional
+    producer is gone) or, if still ours, is fetched again from the committed offset (Faust seeks
+    there after every assignment). Faust's own per-event iteration skips such events; here they
+    are skipped too, and marked acknowledged without being counted (take_events acknowledges its
+    whole batch afterwards: a stale event's offset must never become committable)."""
+    kept = []
+    for event in events:
+        if event.message.generation_id == generation:
+            kept.append(event)
+        else:
+            event.message.acked = True
+    if len(kept) < len(events):
+        log.info("skipped %d events of an earlier assignment (they are fetched again, here or elsewhere)",
+                 len(events) - len(kept))
+    return kept
+
+
 def partition_groups(events: Sequence[Any]) -> list[list[Any]]:
     """Split a batch by source partition number, keeping each partition's order.
 
@@ -148,7 +169,7 @@ class Pipeline:
     async def each_partition(self, events: Sequence[Any], handle: Callable[[Any], Awaitable[None]]) -> None:
         """Handle a batch: each partition's events as one unit of work (`work`), in order, with the
         partition's last event current (so table writes and sends go to that partition)."""
-        for group in partition_groups(events):
+        for group in partition_groups(current_events(events, self.app.consumer_generation_id)):
             with acting_for(group[-1]):
                 async with self.work(*group):
                     for event in group:

@@ -37,7 +37,9 @@ persisted at that commit (usually nothing) to the last committed record.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -61,6 +63,16 @@ CONNECTION_RETRY_S = 0.5  # a coordinator lookup that lost its connection is ret
 # Table writes of the event being handled, to be sent in its transaction: (topic, key, value, partition, on_sent).
 Outbox = list[tuple[str, bytes, bytes | None, int | None, Any]]
 OUTBOX: ContextVar[Outbox | None] = ContextVar("signalement_outbox", default=None)
+
+TRACE = os.environ.get("SIGNALEMENT_EOS_TRACE")  # a file: commits, first events and undos as JSON lines
+
+
+def trace(kind: str, **fields: Any) -> None:
+    """One line about the transactions' bookkeeping (for finding races; off unless SIGNALEMENT_EOS_TRACE)."""
+    if TRACE:
+        with open(TRACE, "a") as f:
+            f.write(json.dumps({"t": round(time.time(), 3), "pid": os.getpid(), "k": kind, **fields}, default=str) + "\n")
+
 
 _locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -154,6 +166,9 @@ class PartitionTransactions(TransactionManager):
 
     def handled_event(self, tp: TP, offset: int) -> None:
         """An event of `tp` was handled and acknowledged: its outputs are in the partition's transaction."""
+        if TRACE and tp not in self.handled and tp not in self.committed:
+            trace("first", tp=f"{tp.topic}:{tp.partition}", offset=offset,
+                  faust_committed=getattr(self.app.consumer, "_committed_offset", {}).get(tp))
         self.handled[tp] = offset + 1
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
@@ -260,8 +275,12 @@ class PartitionTransactions(TransactionManager):
         # this order: a kill between the two leaves the new values with an older persisted offset,
         # and replaying the changelog from there rewrites the same values
         self.journal.forget(tid)
-        for tp, (store, offset) in self.persist.pop(tid, {}).items():
+        persisted = self.persist.pop(tid, {})
+        for tp, (store, offset) in persisted.items():
             store.set_persisted_offset(tp, offset)
+        if TRACE:
+            trace("commit", tid=tid, offsets={f"{tp.topic}:{tp.partition}": o for tp, o in tp_offsets.items()},
+                  persisted={f"{tp.topic}:{tp.partition}": o for tp, (_, o) in persisted.items()})
 
     async def on_stop(self) -> None:
         self.journal.close()
@@ -393,10 +412,12 @@ class TransactionalTable(faust.Table):  # type: ignore[misc]
 
     def on_key_set(self, key: Any, value: Any) -> None:
         if not self._queue(key, value):
+            trace("faust_set", table=self.name, key=key)
             super().on_key_set(key, value)
 
     def on_key_del(self, key: Any) -> None:
         if not self._queue(key, None):
+            trace("faust_del", table=self.name, key=key)
             super().on_key_del(key)
 
     def _queue(self, key: Any, value: Any) -> bool:
@@ -505,6 +526,8 @@ def restore_committed(tabledir: Path) -> int:
         for table_path, entries in by_table.items():
             table = Rdict(table_path.decode(), options=Options(raw_mode=True))
             for key, before in entries:
+                trace("undo", table=table_path.decode().rsplit("/", 1)[-1], key=key.decode(errors="replace"),
+                      before="absent" if before[:1] != b"\1" else before[1:200].decode(errors="replace"))
                 if before[:1] == b"\1":
                     table.put(key, before[1:])
                 elif key in table:

@@ -122,3 +122,28 @@ def apply_reissue(reaction: Reaction, routed: RoutedReferral, now_ms: int | None
         out["ack_deadline"] = min(reaction["ack_deadline"], routed["ack_deadline"])
     out["updated_at"] = routed["routed_at"] if now_ms is None else now_ms
     return out
+
+
+# How far the referrals.accepted records handled must have moved past the moment a decision was
+# held before "no routing event will come" holds: record timestamps of routing transactions of
+# several partitions are appended slightly out of order (linger, commit interval, clock skew).
+ORDER_MARGIN_MS = 10_000
+
+
+def held_may_expire(held_at: int, now: int, accepted_seen_until: int, accepted_quiet_since: int,
+                    grace_ms: int, margin_ms: int = ORDER_MARGIN_MS) -> bool:
+    """Whether a decision held since `held_at` for an unknown referral may be rejected now.
+
+    An operator decides a referral only after reading its lane record, and the referral's
+    referrals.accepted record is committed in the same transaction as that lane record: when the
+    decision is held, the routing record, if there is one, is already in referrals.accepted, in
+    the same partition. It may just not have been handled yet: the reactions agent can lag minutes
+    behind routing under a burst (a 100,000-referral run on a slow machine, tests/integration/
+    test_crash.py), and a wall-clock grace alone then rejected decisions about referrals that were
+    routed. So besides `grace_ms` of waiting, the partition's accepted records must have been read
+    past the hold (a record stamped `margin_ms` after it: `accepted_seen_until` is the newest
+    record timestamp handled), or have been quiet for a whole grace (nothing left to read)."""
+    if now - held_at < grace_ms:
+        return False
+    margin = min(margin_ms, grace_ms)
+    return accepted_seen_until >= held_at + margin or now - accepted_quiet_since >= grace_ms

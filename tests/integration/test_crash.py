@@ -31,7 +31,7 @@ from tests.integration import scenario
 from tests.integration.kafka_io import WorkerProcess, produce, read_topics
 
 N = int(os.environ.get("SIGNALEMENT_CRASH_N", "100000"))
-KILLS = 5
+KILLS = int(os.environ.get("SIGNALEMENT_CRASH_KILLS", "5"))
 SEED = 20261123
 # priority class -> (reporter, label, instrument) choices that all give that priority: duplicates
 # within an item never outrank it, so no item is re-issued on a higher lane (escalation has its own test)

@@ -112,3 +112,25 @@ def test_records_fetched_across_a_rebalance_are_dropped_and_the_partitions_sough
     assert asyncio.run(fetch(stale)) == [] and stale.seeks == 1  # read again from the committed offsets
     fresh = FetchingConsumer(records, rebalance_during_fetch=False)
     assert asyncio.run(fetch(fresh)) == [632, 633, 634, 335] and fresh.seeks == 0
+
+
+
+def test_events_of_an_earlier_assignment_are_skipped_and_never_committable() -> None:
+    """`take_events` keeps its buffer across a rebalance and acknowledges the whole batch after it:
+    an event fetched under the old assignment is not handled, and its offset is never counted."""
+    from streams.app import current_events, partition_groups
+
+    consumer = Consumer()
+
+    def event(partition: int, offset: int, generation: int) -> Any:
+        m = ConsumerMessage("t", partition, offset, 0.0, 0, None, None, b"v", None, generation_id=generation)
+        m.incref(1)
+        return SimpleNamespace(message=m)
+
+    batch = [event(0, 10, 3), event(1, 20, 3), event(0, 11, 4), event(1, 21, 4), event(0, 12, 4)]
+    kept = current_events(batch, generation=4)
+    groups = partition_groups(kept)
+    assert [[(e.message.partition, e.message.offset) for e in g] for g in groups] == [[(0, 11), (0, 12)], [(1, 21)]]
+    for e in batch:  # what take_events does once the batch is handled
+        e.message.ack(consumer)
+    assert sorted(consumer.acked) == [("t", 11), ("t", 12), ("t", 21)]

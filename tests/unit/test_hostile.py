@@ -255,3 +255,42 @@ def test_decisions_held_for_an_unknown_referral_are_bounded() -> None:
     codes = asyncio.run(run())
     assert codes == ["HELD"] * MAX_HELD + ["UNKNOWN_REFERRAL"] * 6
     assert len(json.loads(pending[rid.encode()])["held"]) == MAX_HELD
+
+
+def test_a_held_decision_waits_for_the_accepted_backlog_not_only_for_the_clock(monkeypatch: Any) -> None:
+    """A decision about a referral whose routing record is still in the reactions agent's backlog of
+    referrals.accepted is not rejected when the grace has passed; it is once the accepted records
+    read have moved past the moment it was held (its routing record would have been among them)."""
+    import agents.reactions as agent
+
+    pipe = FakePipe()
+    pending: dict[bytes, bytes] = {}
+    reactor = Reactor(pipe, {}, pending)  # type: ignore[arg-type]
+    grace = pipe.policy.unknown_grace_ms
+    clock = [1_000_000_000_000]
+    monkeypatch.setattr(agent, "now_ms", lambda: clock[0])
+    topic = pipe.names.decisions("google")
+    unknown = str(uuid.uuid4())
+    value = CODEC.encode("OperatorDecision", {**hc.decision(unknown, "google"), "acted_at": clock[0]})
+
+    def accepted(offset: int, stamp_ms: int) -> Any:
+        rid = str(uuid.uuid4())
+        routed = CODEC.encode("RoutedReferral", {**ROUTED, "referral_id": rid, "operator_id": "google"})
+        m = message(pipe.names.accepted, offset, rid.encode(), routed)
+        m.timestamp = stamp_ms / 1000
+        return m
+
+    async def run() -> None:
+        held_at = clock[0]
+        await reactor.on_decision(message(topic, 1, unknown.encode(), value))  # held
+        await reactor.on_routed(accepted(0, held_at - 60_000))  # the backlog: routed a minute before
+        clock[0] = held_at + grace + 5_000
+        await reactor.on_routed(accepted(1, held_at - 30_000))  # still behind the hold
+        await reactor.on_tick(0)
+        assert pipe.rejected == []  # the grace is over, but the backlog may still hold its routing
+        await reactor.on_routed(accepted(2, held_at + 60_000))  # read past the hold
+        clock[0] += 2_000
+        await reactor.on_tick(0)
+
+    asyncio.run(run())
+    assert [(t, o, code) for t, o, _v, code in pipe.rejected] == [(topic, 1, "UNKNOWN_REFERRAL")]

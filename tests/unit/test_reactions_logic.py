@@ -203,3 +203,16 @@ def test_reissue_after_decision_changes_nothing() -> None:
 def test_reissue_of_other_referral_refused() -> None:
     with pytest.raises(ValueError):
         apply_reissue(standard(), routed("CRITICAL", referral_id="r-9"))
+
+
+@pytest.mark.parametrize(("now", "seen_until", "quiet_since", "expire"), [
+    (1_030_000, 1_500_000, 1_000_000, False),  # within the grace: never
+    (1_070_000, 1_000_000, 1_069_000, False),  # grace over, accepted records still from before the hold
+    (1_070_000, 1_009_999, 1_069_000, False),  # ... or within the ordering margin of it
+    (1_070_000, 1_010_000, 1_069_000, True),  # read past the hold by the margin
+    (1_070_000, 0, 1_010_000, True),  # nothing read at all for a whole grace: nothing left to read
+])
+def test_held_may_expire(now: int, seen_until: int, quiet_since: int, expire: bool) -> None:
+    from agents.logic.reactions import held_may_expire
+
+    assert held_may_expire(1_000_000, now, seen_until, quiet_since, grace_ms=60_000, margin_ms=10_000) is expire
