@@ -21,7 +21,7 @@ from typing import Any
 
 from agents.logic import windows as logic
 from agents.ticks import register_ticks
-from streams.app import Pipeline, acting_for, current_events, now_ms, partition_groups
+from streams.app import Pipeline, acting_for, now_ms, partition_groups
 from streams.records import Reaction
 
 log = logging.getLogger("signalement.windows")
@@ -70,12 +70,14 @@ class Windower:
 
     async def on_batch(self, events: list[Any], ticks: str) -> None:
         """Count a batch partition by partition; store each touched window once; flush each partition once."""
-        for group in partition_groups(current_events(events, self.pipe.app.consumer_generation_id)):
+        for group in partition_groups(events):
             partition = group[-1].message.partition
             with acting_for(group[-1]):
-                async with self.pipe.work(*group):
+                async with self.pipe.work(*group) as current:
+                    if not current:  # fetched under an earlier assignment (Pipeline.work)
+                        continue
                     touched: set[logic.WindowKey] = set()
-                    for event in group:
+                    for event in current:
                         msg = event.message
                         if msg.topic == ticks:
                             continue

@@ -139,19 +139,22 @@ class Pipeline:
         return self.settings.guarantee == "exactly_once"
 
     @asynccontextmanager
-    async def work(self, *events: Any) -> AsyncIterator[None]:
+    async def work(self, *events: Any) -> AsyncIterator[list[Any]]:
         """Handle `events` (of one partition) as one unit of work: no commit can split it.
 
-        Under exactly_once, table writes made in the block are sent into the partition's
-        transaction at its end, and the events are acknowledged before a commit can run, so a
-        transaction holds whole events with their offsets (streams/eos.py). Under at_least_once
-        the block only orders commits after whole events.
+        Yields the events to handle: those fetched under the consumer's current assignment,
+        checked once the unit holds the lock (`current_events`: a rebalance may have come while
+        the batch waited). Under exactly_once, table writes made in the block are sent into the
+        partition's transaction at its end, and the events are acknowledged before a commit can
+        run, so a transaction holds whole events with their offsets (streams/eos.py). Under
+        at_least_once the block only orders commits after whole events.
         """
         async with work_lock(self.app):
+            current = current_events(events, self.app.consumer_generation_id)
             box: Outbox = []
             token = OUTBOX.set(box) if self.exactly_once else None
             try:
-                yield
+                yield current
             finally:
                 if token is not None:
                     OUTBOX.reset(token)
@@ -159,7 +162,7 @@ class Pipeline:
                 fut = await self.send(topic, key, value, partition)
                 fut.add_done_callback(on_sent)
             txns = self.app.consumer.transactions if self.exactly_once else None
-            for event in events:
+            for event in current:
                 # a message other agents also read (the ticks) is left to Faust's count of readers
                 if event.message.refcount <= 1:
                     event.ack()
@@ -169,10 +172,10 @@ class Pipeline:
     async def each_partition(self, events: Sequence[Any], handle: Callable[[Any], Awaitable[None]]) -> None:
         """Handle a batch: each partition's events as one unit of work (`work`), in order, with the
         partition's last event current (so table writes and sends go to that partition)."""
-        for group in partition_groups(current_events(events, self.app.consumer_generation_id)):
+        for group in partition_groups(events):
             with acting_for(group[-1]):
-                async with self.work(*group):
-                    for event in group:
+                async with self.work(*group) as current:
+                    for event in current:
                         await handle(event.message)
 
     def arrived(self, report: Any) -> None:

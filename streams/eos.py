@@ -326,7 +326,71 @@ def install(app: faust.App, confluent: dict[str, object], urgent_gap: float = Pa
 
     driver.AIOKafkaConsumerThread._highwaters = ends  # type: ignore[method-assign,assignment]
 
+    patch_stable_seek(driver.AIOKafkaConsumerThread, confluent, app.conf.id)
     patch_coordinator_lookup()
+
+
+def patch_stable_seek(thread_class: Any, confluent: dict[str, object], group: str) -> None:
+    """Seek to committed offsets only once they are stable (KIP-447's `require_stable`).
+
+    A transaction's offsets become the group's committed offsets only when the broker has written
+    its commit markers, a moment *after* the producer's commit returns; until then an offset fetch
+    returns the previous offsets. A worker handing partitions over at a rebalance commits and
+    leaves, and the next owner fetched the offsets at once: it could get the older ones and handle
+    the last events again (the stateless intake would re-key them twice). Kafka Streams asks for
+    stable offsets; aiokafka cannot (OffsetFetch v7), so the wait is done here with the admin
+    client's `require_stable`, before Faust's own fetch-and-seek."""
+    original = thread_class.seek_to_committed
+    if getattr(original, "signalement_patched", False):
+        return
+    admin: list[Any] = []
+
+    async def seek_to_committed(self: Any) -> Any:
+        tps = sorted(self.assignment())
+        if tps:
+            if not admin:
+                from confluent_kafka.admin import AdminClient
+
+                admin.append(AdminClient(confluent))  # type: ignore[arg-type]
+            waited = await asyncio.to_thread(wait_for_stable_offsets, admin[0], group, tps)
+            if waited > 1.0:
+                log.info("waited %.1f s for the committed offsets of %d partitions to be stable", waited, len(tps))
+        return await original(self)
+
+    seek_to_committed.signalement_patched = True  # type: ignore[attr-defined]
+    thread_class.seek_to_committed = seek_to_committed
+
+
+def wait_for_stable_offsets(admin: Any, group: str, tps: list[TP], timeout_s: float = 60.0,
+                            pause_s: float = 0.05) -> float:
+    """Block until no offset of `tps` in `group` is held by an unfinished transaction; seconds waited.
+
+    Gives up after `timeout_s` (an offset left pending that long belongs to a transaction the broker
+    is about to abort): the fetch that follows then returns the last stable offsets, which can only
+    repeat events, and every stateful step absorbs a repeat."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, TopicPartition
+
+    started = time.monotonic()
+    request = [ConsumerGroupTopicPartitions(group, [TopicPartition(tp.topic, tp.partition) for tp in tps])]
+    while True:
+        try:
+            result = admin.list_consumer_group_offsets(request, require_stable=True, request_timeout=10)[group].result()
+            unstable = [tp for tp in result.topic_partitions
+                        if tp.error is not None and tp.error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT]
+        except Exception as exc:  # the group may not exist yet; the plain fetch decides
+            error = getattr(exc.args[0], "code", lambda: None)() if exc.args else None
+            if error != KafkaError.UNSTABLE_OFFSET_COMMIT:
+                log.debug("stable offsets of %s not read (%s): seeking as Faust does", group, exc)
+                return time.monotonic() - started
+            unstable = tps  # type: ignore[assignment]
+        waited = time.monotonic() - started
+        if not unstable:
+            return waited
+        if waited > timeout_s:
+            log.warning("offsets of %d partitions still unstable after %.0f s: seeking to the last stable ones",
+                        len(unstable), waited)
+            return waited
+        time.sleep(pause_s)
 
 
 def patch_coordinator_lookup() -> None:

@@ -171,7 +171,8 @@ def test_five_sigkills_lose_and_repeat_nothing(stack: Settings, topics: Topics, 
         try:
             _wait(lambda: len(ops.decided) >= expected_routed, 900, worker, f"all {expected_routed} lane records")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{_diagnose(stack, names, corpus, ops)}") from None
+            # the diagnosis first: CI shows the head and the tail of a long failure message
+            raise AssertionError(f"{_diagnose(stack, names, corpus, ops)}\n{exc}") from None
         drained_s = time.monotonic() - t0
         out = _settle(stack, names, lanes, expected_routed)
     finally:
