@@ -23,7 +23,7 @@ from streams.config import Settings
 from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, work_lock
 from streams.eos import install as install_transactions
 from streams.errors import ConfigError
-from streams.flow import patch_stale_fetch
+from streams.flow import patch_quiet_seek, patch_stale_fetch
 from streams.policy import Policy
 from streams.records import Rejection
 from streams.registry import Registry
@@ -283,4 +283,5 @@ def build_pipeline(settings: Settings | None = None) -> Pipeline:
     names = Topics(prefix=settings.topic_prefix, partitions=settings.partitions)
     app = build_app(settings)
     patch_stale_fetch()  # a rebalance must not deliver records fetched before it (streams/flow.py)
+    patch_quiet_seek()  # nor a seek to the committed offsets race with records being handed over
     return Pipeline(settings, Policy.load(settings.policy_path), registry, names, default_codec(), app)

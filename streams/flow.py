@@ -15,10 +15,15 @@ are left as Faust leaves them: not acknowledged, handled again by the partition'
 NOT INSTALLED: in the SIGKILL test (tests/integration/test_crash.py) every run where it released
 ticks at a restart's rebalance (2 of 2) ended with the routing agent stalled a few restarts later,
 and the run where it released none passed; the cause is not found yet (docs/reliability.md).
+
+Installed: `patch_stale_fetch` (a fetch that spans a rebalance is not handed over) and
+`patch_quiet_seek` (a seek to the committed offsets never overlaps a hand-over), both found by
+the integration tests that kill and move workers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -75,6 +80,7 @@ def patch_stale_fetch() -> None:
         return
 
     async def getmany(self: Any, timeout: float) -> Any:
+        between_fetches(self).set()  # the fetcher has handed over every record it fetched before
         generation_id = self.app.consumer_generation_id
         records, active_partitions = await self._wait_next_records(timeout)
         if records is None or self.should_stop:
@@ -91,6 +97,7 @@ def patch_stale_fetch() -> None:
                 log.warning("seek to the committed offsets while the flow is stopped failed: %s", exc)
             return
         to_message = self._to_message
+        between_fetches(self).clear()
         for tp, record in self.scheduler.iterate(records):
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
                 break  # a rebalance began: the rest is fetched again from the committed offsets
@@ -100,3 +107,54 @@ def patch_stale_fetch() -> None:
 
     getmany._signalement = True  # type: ignore[attr-defined]
     Consumer.getmany = getmany  # type: ignore[method-assign]
+
+
+def patch_quiet_seek() -> None:
+    """Faust's `Consumer.perform_seek`, run with the flow stopped (see `perform_seek` below).
+
+    Relies on `patch_stale_fetch`'s `getmany`, which tells when a fetched batch is over."""
+    from faust.transport.consumer import Consumer
+
+    if getattr(Consumer.perform_seek, "_signalement", False):
+        return
+    original_seek = Consumer.perform_seek
+
+    async def perform_seek(self: Any) -> None:
+        """Faust's seek to the committed offsets, with no record handed over while it runs.
+
+        After a (re)start Faust resumes the stream partitions and *then* seeks them to their
+        committed offsets (`Recovery.on_recovery_completed`): records fetched meanwhile are handed
+        to the agents, and a hand-over blocked on a full agent queue finishes after the seek and
+        notes its offset as read, so when the partition is fetched again from the committed offset
+        the fetcher drops the records below it ("DROPPED MESSAGE ROFF"). Found by the kill test
+        (`test_crash.py`, session 7): right after a restart behind a backlog, the first records of
+        each partition were handled, the next one or two never, and the offsets moved past them
+        (7 items never routed, 5 routing records never read by the reactions agent). Here the
+        flow stops first, the fetcher's current batch is finished (a hand-over waiting on a queue
+        gives up when the flow stops), and only then are the offsets read and sought; records
+        handed over before are fetched again and absorbed (every stateful step ignores a repeat)."""
+        if not self.flow_active:  # a rebalance stopped the flow already: as Faust
+            await original_seek(self)
+            return
+        self.stop_flow()
+        try:
+            idle = between_fetches(self)
+            try:
+                await asyncio.wait_for(idle.wait(), timeout=30.0)
+            except TimeoutError:
+                log.warning("the fetcher did not finish its batch within 30 s; seeking anyway")
+            await original_seek(self)
+        finally:
+            self.resume_flow()
+
+    perform_seek._signalement = True  # type: ignore[attr-defined]
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+
+
+def between_fetches(consumer: Any) -> asyncio.Event:
+    """Set while the consumer's fetcher holds no fetched record it has not handed over yet."""
+    event = getattr(consumer, "_signalement_between_fetches", None)
+    if event is None:
+        event = consumer._signalement_between_fetches = asyncio.Event()
+        event.set()
+    return event

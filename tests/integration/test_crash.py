@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from clickhouse_driver import Client
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from sinks.clickhouse import ClickHouseSink
 from streams.codec import default_codec
@@ -258,8 +258,22 @@ def _diagnose(stack: Settings, names: Topics, corpus: Corpus, ops: Operators) ->
             rid = m.decode().get("referral_id")
             if rid in corpus.item_of and corpus.item_of[rid] in missing:
                 seen.setdefault(rid, []).append(f"{topic.rsplit('.', 1)[-1]}@{m.partition}:{m.offset}")
+    # where the worker's group stands on those partitions: past a candidate means committed unhandled
+    wanted = {(t, int(loc.split("@")[1].split(":")[0])) for locs in seen.values() for loc in locs
+              for t in names.candidates if t.endswith(loc.split("@")[0])}
+    committed: dict[str, Any] = {}
+    if wanted:
+        c = Consumer(stack.confluent(**{"group.id": f"{names.prefix}app", "enable.auto.commit": False}))
+        try:
+            for tp in c.committed([TopicPartition(t, p) for t, p in sorted(wanted)], timeout=10):
+                committed[f"{tp.topic.rsplit('.', 1)[-1]}@{tp.partition}"] = tp.offset
+        except Exception as exc:  # a diagnosis must never hide the failure it explains
+            committed["unknown"] = repr(exc)
+        finally:
+            c.close()
     return (f"operators: {len(ops.decided)} decided, error={ops.error!r}; {len(missing)} items never routed; "
-            f"their referrals seen: {dict(list(seen.items())[:10])}")
+            f"their referrals seen: {dict(list(seen.items())[:10])}; the worker's committed offsets there: "
+            f"{committed}")
 
 
 def _settle(stack: Settings, names: Topics, lanes: list[str], expected_routed: int) -> dict[str, list[Any]]:

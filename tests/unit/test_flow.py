@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from faust.events import Event
+from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
@@ -134,3 +135,72 @@ def test_events_of_an_earlier_assignment_are_skipped_and_never_committable() -> 
     for e in batch:  # what take_events does once the batch is handled
         e.message.ack(consumer)
     assert sorted(consumer.acked) == [("t", 11), ("t", 12), ("t", 21)]
+
+
+class SeekingConsumer:
+    """What Faust's `Consumer.perform_seek` uses of its consumer, plus the flow switches."""
+
+    def __init__(self, committed: dict[TP, int]) -> None:
+        self.committed = committed
+        self._read_offset: dict[TP, int | None] = {}
+        self._committed_offset: dict[TP, int | None] = {}
+        self.flow_active = True
+        self.log: list[str] = []
+
+    async def seek_to_committed(self) -> dict[TP, int]:
+        self.log.append("seek")
+        return dict(self.committed)
+
+    def stop_flow(self) -> None:
+        self.flow_active = False
+        self.log.append("stop")
+
+    def resume_flow(self) -> None:
+        self.flow_active = True
+        self.log.append("resume")
+
+
+def test_a_seek_waits_for_the_hand_over_in_flight_so_its_offset_cannot_undo_the_seek() -> None:
+    """After a restart Faust resumes the partitions, then seeks them to their committed offsets. A
+    record being handed over to a full agent queue meanwhile noted its offset as read *after* the
+    seek, and the records between the committed offset and it were then dropped when fetched again
+    (the kill test's lost items, session 7). The seek now stops the flow and waits for the batch."""
+    import asyncio
+
+    from faust.transport.consumer import Consumer
+
+    from streams.flow import between_fetches, patch_quiet_seek
+
+    patch_quiet_seek()
+    tp = TP("internal.dedup", 3)
+    consumer = SeekingConsumer({tp: 11995})
+
+    async def run() -> None:
+        between_fetches(consumer).clear()  # the fetcher is handing a batch over
+        seek = asyncio.ensure_future(Consumer.perform_seek(consumer))  # type: ignore[arg-type]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert consumer.log == ["stop"]  # no offset read while the hand-over is in flight
+        consumer._read_offset[tp] = 11997  # the hand-over ends: its offset noted as read
+        between_fetches(consumer).set()  # and the fetcher comes back for more
+        await seek
+
+    asyncio.run(run())
+    assert consumer.log == ["stop", "seek", "resume"]
+    assert consumer._read_offset[tp] == 11995  # the seek decides where reading resumes
+
+
+def test_a_seek_while_the_flow_is_stopped_is_faust_s() -> None:
+    import asyncio
+
+    from faust.transport.consumer import Consumer
+
+    from streams.flow import between_fetches, patch_quiet_seek
+
+    patch_quiet_seek()
+    tp = TP("reports.pharos", 0)
+    consumer = SeekingConsumer({tp: 7})
+    consumer.flow_active = False  # a rebalance stopped it
+    between_fetches(consumer).clear()
+    asyncio.run(Consumer.perform_seek(consumer))  # type: ignore[arg-type]
+    assert consumer.log == ["seek"] and consumer._read_offset[tp] == 7 and not consumer.flow_active
