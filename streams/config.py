@@ -64,12 +64,11 @@ class Settings:
     # least seconds from the end of a commit to the commit of a transaction holding an urgent
     # record (policy.yaml: `urgent`), instead of waiting for the commit interval
     urgent_commit_gap: float = 0.05
-    # seconds a produced batch waits for more records. Faust's default is 0: every send became its
-    # own produce request (aiokafka's request building and socket writes were ~20 % of the worker's
-    # CPU); 5 ms costs at most 5 ms per hop. Under exactly-once 50 ms cut the CPU per referral by
-    # 20-27 % (commits send lingering batches first), but the kill test then lost records in 1 of 2
-    # runs: not the default (docs/benchmarks.md, "What was optimised", 10)
-    producer_linger: float = 0.005
+    # seconds between commits while an agent drains a backlog (streams.eos.Pace; 0: commit_interval)
+    backlog_commit_interval: float = 1.0
+    # seconds a produced batch waits for more records (0: a request per record); negative: the
+    # guarantee's default (streams.app.producer_linger: 50 ms exactly-once, 5 ms at-least-once)
+    producer_linger: float = -1.0
     secure: bool = False  # `stack up` also starts the SASL/SCRAM broker with ACLs (streams.security)
     secure_kafka_port: int = DEFAULT_PORTS["secure_kafka_port"]
     secure_controller_port: int = DEFAULT_PORTS["secure_controller_port"]

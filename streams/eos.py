@@ -85,6 +85,43 @@ def work_lock(app: Any) -> asyncio.Lock:
     return lock
 
 
+class Pace:
+    """How often the periodic commit runs: every commit interval while the pipeline keeps up,
+    every `backlog_interval` while an agent drains a backlog (it took events older than
+    streams.app.BACKLOG_AGE_S in the last BEHIND_HOLD_S). Behind a backlog a record waits
+    seconds anyway, and each commit holds every agent (`work_lock`) and costs the worker and the
+    broker three requests per transaction plus a marker per partition written: fewer of them
+    drain the backlog faster. Rebalances, stops
+    and errors still commit at once, and urgent commits only happen while keeping up."""
+
+    BEHIND_HOLD_S = 1.0
+
+    def __init__(self, backlog_interval: float = 0.0) -> None:
+        self.backlog_interval = backlog_interval
+        self.behind_until = 0.0
+
+    def saw_backlog(self) -> None:
+        self.behind_until = time.monotonic() + self.BEHIND_HOLD_S
+
+    def wait(self, last_commit_end: float) -> bool:
+        """Whether the periodic commit should wait (behind a backlog, committed recently)."""
+        if self.backlog_interval <= 0:
+            return False
+        now = time.monotonic()
+        return now < self.behind_until and now - last_commit_end < self.backlog_interval
+
+
+_paces: weakref.WeakKeyDictionary[Any, Pace] = weakref.WeakKeyDictionary()
+
+
+def pace(app: Any) -> Pace:
+    """The app's commit pace (`install` sets its backlog interval; none: commits keep the interval)."""
+    p = _paces.get(app)
+    if p is None:
+        p = _paces[app] = Pace()
+    return p
+
+
 class PartitionTransactions(TransactionManager):
     """Faust's transaction manager, with sends routed to the source partition's transaction."""
 
@@ -307,16 +344,21 @@ class CommitStats:
             self.since, self.count, self.total_s, self.max_s = now, 0, 0.0, 0.0
 
 
-def install(app: faust.App, confluent: dict[str, object], urgent_gap: float = PartitionTransactions.urgent_gap) -> None:
+def install(app: faust.App, confluent: dict[str, object], urgent_gap: float = PartitionTransactions.urgent_gap,
+            backlog_interval: float = 0.0) -> None:
     """Use `PartitionTransactions` for this app (call before the worker starts).
 
     `confluent` is the client config (bootstrap, credentials) for reading changelog ends;
-    `urgent_gap` the least seconds between the end of a commit and an urgent one.
+    `urgent_gap` the least seconds between the end of a commit and an urgent one;
+    `backlog_interval` the least seconds between periodic commits behind a backlog (`Pace`).
     """
     from faust.transport.drivers import aiokafka as driver
 
     manager = type("PartitionTransactions", (PartitionTransactions,), {"urgent_gap": urgent_gap})
     app.transport.TransactionManager = manager  # type: ignore[misc]
+    paced = pace(app)
+    paced.backlog_interval = backlog_interval
+    app.transport.Consumer = paced_consumer(app.transport.Consumer, paced)  # type: ignore[misc]
 
     # the pipeline's principal may use groups named after the app only (streams/security.py)
     config = {**confluent, "group.id": f"{app.conf.id}-recovery"}
@@ -391,6 +433,22 @@ def wait_for_stable_offsets(admin: Any, group: str, tps: list[TP], timeout_s: fl
                         len(unstable), waited)
             return waited
         time.sleep(pause_s)
+
+
+def paced_consumer(base: Any, paced: Pace) -> Any:
+    """Faust's consumer class with its periodic commit paced by `paced`."""
+
+    async def commit(self: Any, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        # only the periodic commit (all topics, a transaction begun after it) waits, and before
+        # Faust takes its acknowledgements, so the next one commits them; a rebalance's, a stop's
+        # (no new transaction) or a commit of chosen topics never waits
+        txns = self.transactions
+        if topics is None and start_new_transaction and isinstance(txns, PartitionTransactions) \
+                and paced.wait(txns.last_commit_end):
+            return False
+        return bool(await base.commit(self, topics, start_new_transaction))
+
+    return type("PacedConsumer", (base,), {"commit": commit})
 
 
 def patch_coordinator_lookup() -> None:

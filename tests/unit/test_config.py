@@ -106,12 +106,29 @@ def test_resolve_keeps_ports_our_servers_hold(busy_default_port: int, tmp_path: 
     assert json.loads((tmp_path / "ports.json").read_text())["kafka_port"] == busy_default_port
 
 
-def test_producer_linger_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """5 ms unless SIGNALEMENT_PRODUCER_LINGER says otherwise (0 included), whatever the guarantee."""
-    assert Settings.from_env().producer_linger == 0.005
+def test_producer_linger_default_follows_the_guarantee(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exactly-once lingers longer (commits send what lingers); at-least-once stays short; env wins."""
+    from streams.app import PRODUCER_LINGER_EOS_S, PRODUCER_LINGER_S, producer_linger
+
+    assert PRODUCER_LINGER_EOS_S == 0.05 and PRODUCER_LINGER_S == 0.005
+    assert producer_linger(Settings.from_env()) == PRODUCER_LINGER_EOS_S
     monkeypatch.setenv("SIGNALEMENT_GUARANTEE", "at_least_once")
-    assert Settings.from_env().producer_linger == 0.005
+    assert producer_linger(Settings.from_env()) == PRODUCER_LINGER_S
     monkeypatch.setenv("SIGNALEMENT_PRODUCER_LINGER", "0")
-    assert Settings.from_env().producer_linger == 0.0
-    monkeypatch.setenv("SIGNALEMENT_PRODUCER_LINGER", "0.05")
-    assert Settings.from_env().producer_linger == 0.05
+    assert producer_linger(Settings.from_env()) == 0.0
+    monkeypatch.setenv("SIGNALEMENT_PRODUCER_LINGER", "0.02")
+    assert producer_linger(Settings.from_env()) == 0.02
+
+
+def test_commit_intervals_out_of_range_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker aborts a transaction open for 60 s: neither interval may approach it."""
+    from streams.app import build_app
+    from streams.errors import ConfigError
+
+    monkeypatch.setenv("SIGNALEMENT_BACKLOG_COMMIT_INTERVAL", "45")
+    with pytest.raises(ConfigError, match="SIGNALEMENT_BACKLOG_COMMIT_INTERVAL=45"):
+        build_app(Settings.from_env())
+    monkeypatch.setenv("SIGNALEMENT_BACKLOG_COMMIT_INTERVAL", "1")
+    monkeypatch.setenv("SIGNALEMENT_COMMIT_INTERVAL", "0")
+    with pytest.raises(ConfigError, match="SIGNALEMENT_COMMIT_INTERVAL=0"):
+        build_app(Settings.from_env())

@@ -137,3 +137,67 @@ def test_the_pipeline_keeps_up_while_intake_takes_recent_reports() -> None:
     assert pipe.keeping_up is False
     Pipeline.arrived(pipe, SimpleNamespace(timestamp=time.time()))  # type: ignore[arg-type]
     assert pipe.keeping_up is True
+
+
+def test_periodic_commits_slow_down_only_behind_a_backlog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Pace`: the periodic commit waits only while an agent took old events lately and the last
+    commit was less than the backlog interval ago; a backlog interval of 0 never waits."""
+    from streams import eos
+
+    clock = [1000.0]
+    monkeypatch.setattr(eos.time, "monotonic", lambda: clock[0])
+    pace = eos.Pace(backlog_interval=1.0)
+    assert not pace.wait(last_commit_end=999.95)  # keeping up: every commit interval
+    pace.saw_backlog()
+    assert pace.wait(last_commit_end=999.95)  # behind, committed 50 ms ago
+    assert not pace.wait(last_commit_end=998.9)  # behind, but the backlog interval has passed
+    clock[0] += eos.Pace.BEHIND_HOLD_S + 0.01  # no old event since: keeping up again
+    assert not pace.wait(last_commit_end=clock[0] - 0.05)
+    off = eos.Pace(backlog_interval=0.0)
+    off.saw_backlog()
+    assert not off.wait(last_commit_end=clock[0])
+
+
+def test_only_the_periodic_commit_is_paced() -> None:
+    """A rebalance's or a stop's commit (no new transaction) and a commit of chosen topics run at
+    once; the periodic one waits, before Faust takes its acknowledgements (nothing is lost)."""
+    import asyncio
+
+    from streams import eos
+
+    calls: list[tuple[Any, bool]] = []
+
+    class Base:
+        transactions: Any = None
+
+        async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+            calls.append((topics, start_new_transaction))
+            return True
+
+    pace = eos.Pace(backlog_interval=10.0)
+    pace.saw_backlog()
+    consumer = eos.paced_consumer(Base, pace)()
+    consumer.transactions = eos.PartitionTransactions.__new__(eos.PartitionTransactions)
+    consumer.transactions.last_commit_end = eos.time.monotonic()
+    assert asyncio.run(consumer.commit()) is False and calls == []  # periodic, behind: waits
+    assert asyncio.run(consumer.commit(start_new_transaction=False)) is True  # rebalance / stop
+    assert asyncio.run(consumer.commit({"t"})) is True  # chosen topics
+    assert calls == [(None, False), ({"t"}, True)]
+    pace.behind_until = 0.0  # caught up: the periodic commit runs
+    assert asyncio.run(consumer.commit()) is True and calls[-1] == (None, True)
+
+
+def test_a_batch_of_old_events_is_a_backlog() -> None:
+    """An agent's batch whose first event is older than BACKLOG_AGE_S marks a backlog (`is_backlog`)."""
+    from types import SimpleNamespace
+
+    from streams.app import BACKLOG_AGE_S, is_backlog
+
+    now = 1_800_000_000.0
+
+    def event(stamp: float | None) -> Any:
+        return SimpleNamespace(message=SimpleNamespace(timestamp=stamp))
+
+    assert is_backlog([event(now - BACKLOG_AGE_S - 1), event(now)], now)
+    assert not is_backlog([event(now - 0.1), event(now - 10 * BACKLOG_AGE_S)], now)  # the first decides
+    assert not is_backlog([], now) and not is_backlog([event(None)], now)
