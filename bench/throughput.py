@@ -19,6 +19,7 @@ from bench.load import Generator, Mix
 from bench.pipeline import Run
 from clients.kafka import producer_config
 from streams.codec import default_codec
+from streams.config import Settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,6 +79,14 @@ def decisions_phase(run: Run, referrals: int, result: Result, timeout: float) ->
     console.print(f"  decisions: {rate:,.0f}/s, {cpu * 1e6 / max(1, decisions):,.0f} µs CPU each")
 
 
+def commits(settings: Settings) -> str:
+    """How the worker commits, for the notes: the interval, and the paced one behind a backlog."""
+    text = f"commits every {settings.commit_interval:g} s"
+    if settings.guarantee == "exactly_once" and settings.backlog_commit_interval > 0:
+        text += f", every {settings.backlog_commit_interval:g} s behind a backlog"
+    return text
+
+
 def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilings: dict[str, float],
         decisions: int = 0) -> float:
     """One run; adds its figures to result; returns its referrals/s."""
@@ -105,14 +114,14 @@ def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilin
             sustained = n / max(1e-3, all_done - out.first_ts / 1000)
         result.add(f"sustained referrals/s, {tag}", round(sustained), "referrals/s",
                    "first output -> the worker group committed every source topic (reactions included; "
-                   f"{run.settings.guarantee}, commits every {run.settings.commit_interval:g} s)",
+                   f"{run.settings.guarantee}, {commits(run.settings)})",
                    ratios(sustained, ceilings))
         result.add(f"lane records/s, {tag}", round(out.lane_records / out.span_s), "records/s",
                    f"{out.lane_records:,} lane records")
         result.add(f"wall to last output, {tag}", round(wall_outputs, 1), "s", "from worker start (start-up included)")
         result.add(f"wall until worker group committed all, {tag}",
                    round(wall_worker, 1) if wall_worker else None, "s",
-                   f"reactions agent included; commits every {run.settings.commit_interval:g} s")
+                   f"reactions agent included; {commits(run.settings)}")
         if sink:
             result.add(f"wall until sink committed all, {tag}", round(wall_sink, 1) if wall_sink else None, "s",
                        "rows in ClickHouse")
