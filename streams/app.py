@@ -180,7 +180,7 @@ class Pipeline:
     async def each_partition(self, events: Sequence[Any], handle: Callable[[Any], Awaitable[None]]) -> None:
         """Handle a batch: each partition's events as one unit of work (`work`), in order, with the
         partition's last event current (so table writes and sends go to that partition)."""
-        if is_backlog(events, time.time()):
+        if self.exactly_once and is_backlog(events, time.time()):
             pace(self.app).saw_backlog()  # this agent drains a backlog: commits pace down (streams.eos.Pace)
         for group in partition_groups(events):
             with acting_for(group[-1]):

@@ -91,8 +91,8 @@ class Pace:
     streams.app.BACKLOG_AGE_S in the last BEHIND_HOLD_S). Behind a backlog a record waits
     seconds anyway, and each commit holds every agent (`work_lock`) and costs the worker and the
     broker three requests per transaction plus a marker per partition written: fewer of them
-    drain the backlog faster. Rebalances, stops
-    and errors still commit at once, and urgent commits only happen while keeping up."""
+    drain the backlog faster. Rebalances, stops and errors still commit at once, and urgent
+    commits only happen while keeping up."""
 
     BEHIND_HOLD_S = 1.0
 
