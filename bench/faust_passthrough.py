@@ -15,12 +15,13 @@ from typing import Any
 
 import faust
 
-from streams.app import build_app
+from streams.app import build_app, install_event_loop
 from streams.config import Settings
 
 
 def main(source_name: str, sink_name: str, batched: bool) -> Any:
     settings = Settings.from_env()
+    install_event_loop(settings)  # the worker's loop, so the ceiling and the worker compare
     app = build_app(settings)
     source = app.topic(source_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     sink = app.topic(sink_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

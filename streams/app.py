@@ -267,6 +267,28 @@ def producer_linger(settings: Settings) -> float:
     return PRODUCER_LINGER_EOS_S if settings.guarantee == "exactly_once" else PRODUCER_LINGER_S
 
 
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def install_event_loop(settings: Settings) -> str:
+    """Make SIGNALEMENT_EVENT_LOOP the process's asyncio loop, before a worker creates it.
+
+    uvloop runs the same coroutines on libuv: the worker's scheduling, futures and sockets cost
+    less (docs/benchmarks.md); asyncio's own loop is the fallback where uvloop is missing."""
+    import asyncio
+
+    if settings.event_loop not in EVENT_LOOPS:
+        raise ConfigError(f"SIGNALEMENT_EVENT_LOOP={settings.event_loop!r}: expected one of {', '.join(EVENT_LOOPS)}")
+    if settings.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed: the worker runs on asyncio's own event loop")
+            return "asyncio"
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return settings.event_loop
+
+
 def build_app(settings: Settings) -> faust.App:
     if settings.guarantee == "exactly_once" and not 0 < settings.commit_interval <= TRANSACTION_TIMEOUT_S / 2:
         raise ConfigError(f"SIGNALEMENT_COMMIT_INTERVAL={settings.commit_interval:g}: under exactly_once it must be "

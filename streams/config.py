@@ -69,6 +69,8 @@ class Settings:
     # seconds a produced batch waits for more records (0: a request per record); negative: the
     # guarantee's default (streams.app.producer_linger: 50 ms exactly-once, 5 ms at-least-once)
     producer_linger: float = -1.0
+    # the worker's asyncio event loop: uvloop (libuv, where installed) or asyncio's own
+    event_loop: str = "uvloop"
     secure: bool = False  # `stack up` also starts the SASL/SCRAM broker with ACLs (streams.security)
     secure_kafka_port: int = DEFAULT_PORTS["secure_kafka_port"]
     secure_controller_port: int = DEFAULT_PORTS["secure_controller_port"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 from typing import Any
 
 import faust
 
-from streams.app import Pipeline, build_pipeline
+from streams.app import Pipeline, build_pipeline, install_event_loop
+from streams.config import Settings
 
 log = logging.getLogger("signalement.worker")
 REPORTED = ("accepted", "duplicated", "escalated", "unroutable", "rejected", "reactions", "overdue", "windows")
@@ -22,6 +24,12 @@ def register_all(pipe: Pipeline) -> None:
     routing.register(pipe)
     reactions.register(pipe)
     windows.register(pipe)
+
+    @pipe.app.task
+    async def say_loop() -> None:
+        """Name the event loop the worker runs on (SIGNALEMENT_EVENT_LOOP) once it runs."""
+        loop = type(asyncio.get_running_loop())
+        log.info("event loop: %s.%s", loop.__module__, loop.__qualname__)
 
     @pipe.app.timer(60.0, name="signalement.stats")
     async def report_counts() -> None:
@@ -39,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> Any:
     from streams.admin import create_topics
 
-    pipe = build_pipeline()
+    settings = Settings.from_env()
+    install_event_loop(settings)  # before anything asks asyncio for a loop
+    pipe = build_pipeline(settings)
     created = create_topics(pipe.settings, pipe.registry)
     if created:
         log.info("created %d topics", len(created))

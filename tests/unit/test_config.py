@@ -132,3 +132,27 @@ def test_commit_intervals_out_of_range_are_refused(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SIGNALEMENT_COMMIT_INTERVAL", "0")
     with pytest.raises(ConfigError, match="SIGNALEMENT_COMMIT_INTERVAL=0"):
         build_app(Settings.from_env())
+
+
+def test_event_loop_setting_picks_the_loop_and_refuses_unknown_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop by default, asyncio's own on request, anything else a clear error before the worker starts."""
+    import asyncio
+
+    import uvloop
+
+    from streams.app import install_event_loop
+    from streams.errors import ConfigError
+
+    try:
+        monkeypatch.delenv("SIGNALEMENT_EVENT_LOOP", raising=False)
+        assert install_event_loop(Settings.from_env()) == "uvloop"
+        assert isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+        asyncio.set_event_loop_policy(None)
+        monkeypatch.setenv("SIGNALEMENT_EVENT_LOOP", "asyncio")
+        assert install_event_loop(Settings.from_env()) == "asyncio"
+        assert not isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+        monkeypatch.setenv("SIGNALEMENT_EVENT_LOOP", "trio")
+        with pytest.raises(ConfigError, match="SIGNALEMENT_EVENT_LOOP='trio'"):
+            install_event_loop(Settings.from_env())
+    finally:
+        asyncio.set_event_loop_policy(None)
