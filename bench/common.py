@@ -94,8 +94,19 @@ def unique(kind: str) -> str:
     return f"b{kind}{uuid.uuid4().hex[:8]}."
 
 
+def speed_probe_us(repeat: int = 7, number: int = 200) -> float:
+    """µs for `sum(range(1000))`, the fastest of `repeat`: how fast one core is right now.
+
+    The hypervisor's cores run at different speeds from one hour to the next (±20-50 % here):
+    figures of two runs compare only next to their probes (docs/benchmarks.md, "Reading the
+    figures")."""
+    import timeit
+
+    return round(min(timeit.repeat("sum(range(1000))", repeat=repeat, number=number)) / number * 1e6, 2)
+
+
 def machine() -> dict[str, Any]:
-    """nproc, memory, CPU model, kernel: what the figures were measured on."""
+    """nproc, memory, CPU model, kernel, the speed probe: what the figures were measured on."""
     mem_kib = 0
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
@@ -104,7 +115,7 @@ def machine() -> dict[str, Any]:
                   if line.startswith("model name")), platform.processor())
     return {"nproc": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1), "cpu_model": model,
             "kernel": platform.release(), "machine": platform.machine(),
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "speed_probe_us_at_end": speed_probe_us()}
 
 
 def _version(package: str) -> str:
