@@ -6,6 +6,7 @@ build one per topic prefix and the logic stays testable without the app.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -275,8 +276,6 @@ def install_event_loop(settings: Settings) -> str:
 
     uvloop runs the same coroutines on libuv: the worker's scheduling, futures and sockets cost
     less (docs/benchmarks.md); asyncio's own loop is the fallback where uvloop is missing."""
-    import asyncio
-
     if settings.event_loop not in EVENT_LOOPS:
         raise ConfigError(f"SIGNALEMENT_EVENT_LOOP={settings.event_loop!r}: expected one of {', '.join(EVENT_LOOPS)}")
     if settings.event_loop == "uvloop":
