@@ -68,6 +68,25 @@ def _decision(r: Event, at: int, action: str, topic_operator: str | None = None)
             "reason": None, "operator_ref": None, rows.TOPIC_OPERATOR_ID: topic_operator or r["operator_id"]}
 
 
+def _handled_late(ref: Event, versions: list[Event], i: int, now: int) -> list[Event]:
+    """Some acts made in time but handled by the pipeline after their deadline, when a tick had
+    already raised the alert: the version's updated_at moves past the deadline (in place) and
+    the alert is returned. The act still resolves it."""
+    out: list[Event] = []
+    for kind, every, act, deadline in (("ACK", 7, "acked_at", "ack_deadline"),
+                                       ("DECISION", 5, "decided_at", "decision_deadline")):
+        made = [v for v in versions if v[act] is not None]
+        if i % every or not made or made[0][act] > made[0][deadline] or made[0][deadline] + 5_000 > now:
+            continue
+        handled = made[0][deadline] + 5_000
+        if any(v["updated_at"] < handled for v in versions[versions.index(made[0]) + 1:]):
+            continue  # the versions' order (updated_at) must stay that of the acts
+        made[0]["updated_at"] = handled
+        out.append({"referral_id": ref["referral_id"], "operator_id": ref["operator_id"], "priority": ref["priority"],
+                    "deadline_kind": kind, "deadline": made[0][deadline], "detected_at": made[0][deadline] + 2_000})
+    return out
+
+
 def _overdue(r: Event, latest: Event | None) -> list[Event]:
     out = []
     for kind, deadline, done in (("ACK", r["ack_deadline"], latest and latest["acked_at"]),
@@ -89,12 +108,13 @@ def sample_events(n: int = 300, seed: int = 7, now: int = NOW) -> dict[str, list
             out["referrals"].append({**ref, rows.ROUTED: 1, "priority": "CRITICAL", "escalated": True, "version": 1,
                                      "routed_at": ref["routed_at"] + 30_000})
         versions = _reactions(ref, rng, now)
+        late = _handled_late(ref, versions, i, now)
         out["reactions"] += versions
         for v in versions:
             action = v["action"] or "ACKNOWLEDGED"
             out["decisions"].append(_decision(v, v["decided_at"] or v["acked_at"], action))
         due = [o for o in _overdue(ref, versions[-1] if versions else None) if o["deadline"] + 2_000 <= now]
-        out["overdue"] += due
+        out["overdue"] += due + late
         if i % 5 == 0:
             out["duplicates"].append({"referral_id": f"dup-{i}", "canonical_referral_id": ref["referral_id"],
                                       "reporter_id": REPORTERS[(i + 1) % 3], "normalized_url": ref["normalized_url"],

@@ -67,7 +67,7 @@ class ChdbClient:
 @pytest.fixture(scope="module")
 def ch(tmp_path_factory: pytest.TempPathFactory) -> ChdbClient:
     client = ChdbClient(tmp_path_factory.mktemp("chdb"))
-    assert migrate(client, DB) == ["0001_events", "0002_reactions", "0003_query_tables"]
+    assert migrate(client, DB) == ["0001_events", "0002_reactions", "0003_query_tables", "0004_overdue_resolutions"]
     for table, table_rows in sample.sample_rows().items():
         client.execute(rows.TABLES[table].insert_sql(DB), table_rows)
     client.execute(f"USE {DB}")
@@ -82,7 +82,7 @@ def events() -> dict[str, list[dict[str, Any]]]:
 def test_migrations_are_recorded_and_idempotent(ch: ChdbClient) -> None:
     assert migrate(ch, DB) == []
     got = ch.execute(f"SELECT version FROM {DB}.schema_migrations FINAL ORDER BY version")
-    assert got == [("0001",), ("0002",), ("0003",)]
+    assert got == [("0001",), ("0002",), ("0003",), ("0004",)]
 
 
 def test_table_columns_match_the_rows_module(ch: ChdbClient) -> None:
@@ -154,7 +154,7 @@ def test_query_tables_backfill_rows_older_than_them(ch: ChdbClient, events: dict
     assert migrate(ch, db, older) == ["0001_events", "0002_reactions"]
     for part in (0, 1):
         if part:
-            assert migrate(ch, db) == ["0003_query_tables"]
+            assert migrate(ch, db) == ["0003_query_tables", "0004_overdue_resolutions"]
         for table, evs in events.items():
             half = evs[:len(evs) // 2] if part == 0 else evs[len(evs) // 2:]
             ch.execute(rows.TABLES[table].insert_sql(db), [rows.TABLES[table].row(e) for e in half])
