@@ -10,7 +10,7 @@ record. The sustained throughput is the 1-worker figure of bench/results/through
 Critical under backlog: the pipeline routes a backlog into google's standard lane first; then an
 operator client for google (clients.operator, strict lane priority, in its own process:
 bench.operator_probe) works through it slowly (a few ms per standard referral) while the mix keeps
-flowing at 50 % and critical removal orders for google arrive; a critical referral's latency ends
+flowing at 50 % (--background) and critical removal orders for google arrive; a critical referral's latency ends
 when the operator's handler receives it.
 
 Then, unless --no-other-guarantee, the levels again with a worker at at_least_once: under
@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sustained referrals/s the levels are fractions of (default: bench/results/throughput.json)")
     p.add_argument("--backlog", type=int, default=10_000, help="standard referrals queued in google's lane (10000)")
     p.add_argument("--critical-rate", type=float, default=10.0, help="critical referrals/s under backlog (10)")
+    p.add_argument("--background", type=float, default=0.5,
+                   help="the mix flowing meanwhile, as a fraction of the sustained rate (0.5)")
     p.add_argument("--standard-ms", type=float, default=5.0,
                    help="operator's handling time per standard referral, ms (5: the backlog outlasts the phase)")
     p.add_argument("--no-sink", action="store_true", help="run without the ClickHouse sink")
@@ -184,7 +186,7 @@ def critical_phase(run: Run, arrivals: Arrivals, args: argparse.Namespace, rate:
     crit_gen = Generator(mix=Mix(duplicates=0, labelled=0, critical=1.0, malformed=0, unroutable=0), seed=43,
                          hosts=(0,))
     critical = Pacer(run, crit_gen, args.critical_rate, args.seconds)
-    background = Pacer(run, Generator(seed=47), 0.5 * rate, args.seconds)
+    background = Pacer(run, Generator(seed=47), args.background * rate, args.seconds)
     out = run.tmp / "operator.json"
     probe = procs.Proc([sys.executable, "-m", "bench.operator_probe", "google", str(args.seconds + 20),
                         str(args.standard_ms), str(out)], procs.env_for(run.settings), run.tmp / "operator.log").start()
@@ -215,7 +217,7 @@ def critical_phase(run: Run, arrivals: Arrivals, args: argparse.Namespace, rate:
                "reported_at -> visible in operator.google.critical")
     result.details["critical under backlog"] = {"operator": lat, "lane": in_lane, "queued_at_start": queued,
                                                 "left_at_end": backlog_left, "handled": handled,
-                                                "background_rate": 0.5 * rate}
+                                                "background_rate": args.background * rate}
     console.print(f"  critical under backlog: p50 {lat['p50']} p99 {lat['p99']} max {lat['max']} ms; "
                   f"{backlog_left:,} standard still queued")
 
@@ -244,6 +246,7 @@ def run(args: argparse.Namespace) -> Result:
     result = Result("latency", "Latency: reported_at -> lane, paced load; critical under a standard backlog",
                     {"sustained_rate": rate, "levels": LEVELS, "seconds_per_level": args.seconds,
                      "backlog": args.backlog, "critical_rate": args.critical_rate, "standard_ms": args.standard_ms,
+                     "background": args.background,
                      "sink": not args.no_sink, "mix": Mix().as_dict()})
     with Run("lat", workers=1, sink=not args.no_sink) as run:
         arrivals = warm_up(run, rate)
