@@ -63,7 +63,7 @@ class Settings:
     commit_interval: float = 0.1
     # least seconds from the end of a commit to the commit of a transaction holding an urgent
     # record (policy.yaml: `urgent`), instead of waiting for the commit interval
-    urgent_commit_gap: float = 0.05
+    urgent_commit_gap: float = 0.01
     # seconds between commits while an agent drains a backlog (streams.eos.Pace; 0: commit_interval)
     backlog_commit_interval: float = 1.0
     # seconds a produced batch waits for more records (0: a request per record); negative: the

@@ -126,7 +126,7 @@ class PartitionTransactions(TransactionManager):
     """Faust's transaction manager, with sends routed to the source partition's transaction."""
 
     # least seconds from the end of a commit to an urgent one (set by `install`)
-    urgent_gap: float = 0.05
+    urgent_gap: float = 0.01
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
