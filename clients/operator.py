@@ -49,7 +49,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "queued.min.messages": 10_000,       # a short local queue: put-back messages cost little
     "queued.max.messages.kbytes": 8192,
     "fetch.queue.backoff.ms": 10,        # default 1 s: a higher lane would wait that long after a full queue
-    "fetch.wait.max.ms": 100,
+    "fetch.wait.max.ms": 10,             # 100: criticals behind a busy lower lane waited up to 0.7 s (bench.operator_lanes)
 }
 MAX_BACKOFF_S = 5.0
 COMMIT_INTERVAL_S = 1.0
