@@ -24,6 +24,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,12 +97,13 @@ class Pacer:
         self.thread.join()
 
 
-def percentiles(values: list[int]) -> dict[str, float | int | None]:
+def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
+    """n, nearest-rank p50 / p90 / p99 and max of `values` (None when empty)."""
     if not values:
         return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None}
     v = sorted(values)
 
-    def rank(q: float) -> int:
+    def rank(q: float) -> float:
         return v[max(0, min(len(v) - 1, -(-int(q * 1000) * len(v) // 1000) - 1))]
 
     return {"n": len(v), "p50": rank(0.5), "p90": rank(0.9), "p99": rank(0.99), "max": v[-1]}

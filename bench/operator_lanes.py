@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench.common import console
+from bench.latency import percentiles
 from clients.kafka import now_ms, producer_config
 from clients.operator import OperatorClient
 from streams.admin import create_topics, delete_topics
@@ -89,19 +90,18 @@ def measure(stack: Settings, fetch_wait_ms: int) -> list[float]:
     finally:
         client.close()
         delete_topics(settings, [settings.topic_prefix])
-    return sorted(latencies)
+    return latencies
 
 
 def main(argv: list[str]) -> int:
     stack = Settings.from_env()
     for wait in [int(a) for a in argv] or [100, 10]:
-        ms = measure(stack, wait)
-        if not ms:
+        q = percentiles(measure(stack, wait))
+        if not q["n"]:
             console.print(f"fetch.wait.max.ms={wait}: no critical referral reached the handler")
             continue
-        q = {p: ms[min(len(ms) - 1, int(p * len(ms)))] for p in (0.5, 0.9, 0.99)}
-        console.print(f"fetch.wait.max.ms={wait}: n={len(ms)} p50 {q[0.5]:.1f} p90 {q[0.9]:.1f} "
-                      f"p99 {q[0.99]:.1f} max {ms[-1]:.1f} ms (produce call -> handler)")
+        console.print(f"fetch.wait.max.ms={wait}: n={q['n']} p50 {q['p50']:.1f} p90 {q['p90']:.1f} "
+                      f"p99 {q['p99']:.1f} max {q['max']:.1f} ms (produce call -> handler)")
     return 0
 
 

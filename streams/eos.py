@@ -54,6 +54,7 @@ from faust.transport.consumer import TransactionManager
 from faust.types import TP
 from mode import Service
 
+from streams.config import Settings
 from streams.partitioner import partition_for
 
 log = logging.getLogger("signalement.eos")
@@ -125,8 +126,8 @@ def pace(app: Any) -> Pace:
 class PartitionTransactions(TransactionManager):
     """Faust's transaction manager, with sends routed to the source partition's transaction."""
 
-    # least seconds from the end of a commit to an urgent one (set by `install`)
-    urgent_gap: float = 0.01
+    # least seconds from the end of a commit to an urgent one (set by `install`; the default is the setting's)
+    urgent_gap: float = Settings.urgent_commit_gap
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
