@@ -1,4 +1,4 @@
-"""Intake: reports.<reporter> -> signalement.internal.dedup[.urgent] (keyed by item) | referrals.rejected."""
+"""Intake: reports.<reporter>[.urgent] -> signalement.internal.dedup[.urgent] (keyed by item) | referrals.rejected."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from agents.logic.dedup import dedup_key
 from agents.logic.intake import Intake
+from agents.logic.priority import claims_urgency
 from streams.app import BATCH, BATCH_WITHIN_S, Pipeline, now_ms
 from streams.errors import RejectedError
 from streams.records import Referral
@@ -14,20 +15,33 @@ from streams.records import Referral
 log = logging.getLogger("signalement.intake")
 
 
-def register(pipe: Pipeline) -> Any:
-    """Subscribe to every reporter's topic and re-key valid referrals by their dedup identity."""
+def register(pipe: Pipeline) -> tuple[Any, Any]:
+    """Two agents, one per kind of reporter topic, re-keying valid referrals by their dedup identity.
+
+    The urgent topics (removal orders and emergencies, Topics.reports_urgent) have their own agent:
+    Faust feeds each agent its own buffer and stops fetching only the partitions whose buffer is
+    full, so a backlog on the reporters' main topics never queues in front of them."""
     logic = Intake.build(pipe.registry)
     names = pipe.names
-    source = pipe.source(*[names.reports(r) for r in sorted(pipe.registry.reporters)])
+    main, urgent_topics = names.intake_topics(pipe.registry.reporters)
 
-    @pipe.app.agent(source, name="signalement.intake")
+    @pipe.app.agent(pipe.source(*main), name="signalement.intake")
     async def intake(stream: Any) -> None:
         """reports.* -> internal.dedup[.urgent] | referrals.rejected"""
         async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
             await pipe.each_partition(events, take)
 
-    async def take(msg: Any) -> None:
-        pipe.arrived(msg)
+    @pipe.app.agent(pipe.source(*urgent_topics), name="signalement.intake.urgent")
+    async def intake_urgent(stream: Any) -> None:
+        """reports.*.urgent -> internal.dedup[.urgent] | referrals.rejected"""
+        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+            await pipe.each_partition(events, take_urgent)
+
+    async def take_urgent(msg: Any) -> None:
+        await take(msg, fast=True)
+
+    async def take(msg: Any, fast: bool = False) -> None:
+        pipe.arrived(msg, fast)
         try:
             ref = cast(Referral, pipe.codec.decode(msg.value, "Referral"))
             cand = logic.candidate(ref, names.reporter_of(msg.topic) or "", now_ms())
@@ -38,6 +52,8 @@ def register(pipe: Pipeline) -> Any:
             log.exception("intake failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
             await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
             return
+        if fast and not claims_urgency(ref):  # handled all the same; counted, the reporter's client misfiles
+            pipe.counters["misfiled_urgent"] += 1
         key = dedup_key(cand["operator_id"], cand["normalized_url"]).encode()
         # urgent priorities have their own topic: at routing they pass a backlog of the others, and
         # under exactly-once no transaction of the others holds them back (Topics.dedup_urgent)
@@ -45,4 +61,4 @@ def register(pipe: Pipeline) -> Any:
         await pipe.send(names.dedup_urgent if urgent else names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
         pipe.urgent(cand["priority"])
 
-    return intake
+    return intake, intake_urgent

@@ -67,19 +67,28 @@ class Sweeper:
         return len(expired)
 
 
-def register(pipe: Pipeline) -> Any:
-    """The dedup agent and its table, keyed by (operator, normalised URL)."""
+def register(pipe: Pipeline) -> tuple[Any, Any]:
+    """The dedup agents (urgent candidates apart) and their table, keyed by (operator, normalised URL)."""
     from agents.ticks import register_ticks
 
     table = pipe.table("dedup-items")
     sweeper = Sweeper(pipe, table)
     names = pipe.names
-    source = pipe.source(*names.candidates, names.ticks)
     register_ticks(pipe)
 
-    @pipe.app.agent(source, name="signalement.routing")
+    @pipe.app.agent(pipe.source(names.dedup_items, names.ticks), name="signalement.routing")
     async def routing(stream: Any) -> None:
         """internal.dedup + ticks -> referrals.accepted + lane | duplicates | unroutable"""
+        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+            await pipe.each_partition(events, handle)
+
+    # The urgent candidates have an agent of their own, on the same table (its partitions follow
+    # the topics' partition numbers, the same for both agents): in one agent they queued behind
+    # the other candidates Faust had already buffered, up to thousands during a backlog. The
+    # units of work of both take the app's work lock in turn (Pipeline.work).
+    @pipe.app.agent(pipe.source(names.dedup_urgent), name="signalement.routing.urgent")
+    async def routing_urgent(stream: Any) -> None:
+        """internal.dedup.urgent -> referrals.accepted + lane | duplicates | unroutable"""
         async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
             await pipe.each_partition(events, handle)
 
@@ -112,4 +121,4 @@ def register(pipe: Pipeline) -> Any:
             table[key] = dedup.dumps(adm.item)
         await _emit(pipe, adm)
 
-    return routing
+    return routing, routing_urgent

@@ -6,7 +6,9 @@
     summary = reporter.flush(10)     # DeliverySummary(sent=1, failed=[], pending=0)
 
 A reporter writes only to `reports.<reporter_id>` (the topic is its identity), keyed by
-referral_id, with an idempotent acks=all producer and the murmur2 partitioner.
+referral_id, with an idempotent acks=all producer and the murmur2 partitioner; its removal orders
+and emergencies go to `reports.<reporter_id>.urgent`, which the pipeline takes apart, so that they
+pass the reporter's own backlog (docs/reporters.md).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from agents.logic.priority import claims_urgency
 from clients.kafka import load_registry, now_ms, producer_config
 from clients.parsing import ReferralError, build_referral
 from streams.codec import default_codec
@@ -51,6 +54,7 @@ class Reporter:
         self.reporter_id = reporter_id
         self.topics = topics or Topics(prefix=settings.topic_prefix, partitions=settings.partitions)
         self.topic = self.topics.reports(reporter_id)
+        self.urgent_topic = self.topics.reports_urgent(reporter_id)
         self.jurisdiction = jurisdiction if jurisdiction is not None else self._registry_jurisdiction(settings)
         self.codec = default_codec()
         self.summary = DeliverySummary()
@@ -80,9 +84,10 @@ class Reporter:
     def send(self, ref: Referral) -> None:
         """Queue an already prepared referral (waits for room when the local queue is full)."""
         value = self.codec.encode("Referral", ref)
+        topic = self.urgent_topic if claims_urgency(ref) else self.topic
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=ref["referral_id"].encode(),
+                self._producer.produce(topic, value=value, key=ref["referral_id"].encode(),
                                        on_delivery=self._on_delivery)
                 break
             except BufferError:

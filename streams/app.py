@@ -48,6 +48,8 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2,
 
 # an event older than this (since its record's timestamp) means a backlog: no urgent commit for it
 URGENT_MAX_AGE_S = 0.5
+# a fresh report on an urgent topic allows urgent commits for this long, even behind a backlog
+FAST_HOLD_S = 1.0
 # an agent taking events older than this drains a backlog: periodic commits slow down (streams.eos.Pace)
 BACKLOG_AGE_S = 2.0
 
@@ -123,6 +125,7 @@ class Pipeline:
     app: faust.App
     counters: Counter[str] = field(default_factory=Counter)
     keeping_up: bool = True  # the last report intake took was recent (`arrived`)
+    fast_until: float = 0.0  # monotonic time until which the urgent intake counts as keeping up (`arrived`)
     _topics: dict[str, Any] = field(default_factory=dict)
     _producer: Any = None
 
@@ -189,20 +192,31 @@ class Pipeline:
                     for event in current:
                         await handle(event.message)
 
-    def arrived(self, report: Any) -> None:
+    def arrived(self, report: Any, fast: bool = False) -> None:
         """Intake took `report` (a record of reports.*): whether the pipeline keeps up is decided
-        here, at its entry, by the report's age, and holds for every hop (`urgent`)."""
-        self.keeping_up = is_fresh(report.timestamp, time.time())
+        here, at its entry, by the report's age, and holds for every hop (`urgent`).
+
+        `fast`: the report came on a reporter's urgent topic (Topics.reports_urgent), which has its
+        own agents and passes the other reports' backlog: a fresh one there lets urgent commits
+        happen for FAST_HOLD_S even while the rest of the pipeline is behind."""
+        fresh = is_fresh(report.timestamp, time.time())
+        if not fast:
+            self.keeping_up = fresh
+        elif fresh:
+            self.fast_until = time.monotonic() + FAST_HOLD_S
 
     def urgent(self, priority: str) -> None:
         """A record of `priority` was just sent: under exactly_once, if the policy marks the
         priority urgent, its transaction commits now rather than at the next interval.
 
         Only while the pipeline keeps up (the last report intake took was at most
-        URGENT_MAX_AGE_S old): behind a backlog an urgent commit saves ~100 ms of a wait of
-        seconds and costs the backlog (a 100,000-referral burst drained at half the rate when
-        routing, whose own input stays fresh, committed at once for every critical)."""
-        if priority in self.policy.urgent and self.exactly_once and self.keeping_up:
+        URGENT_MAX_AGE_S old), or the urgent intake took a fresh report within FAST_HOLD_S:
+        behind a backlog an urgent commit saves ~100 ms of a wait of seconds and costs the
+        backlog (a 100,000-referral burst drained at half the rate when routing, whose own input
+        stays fresh, committed at once for every critical); on the urgent path the wait is not
+        seconds, and the commits are as many as the fresh urgent reports allow."""
+        keeping_up = self.keeping_up or time.monotonic() < self.fast_until
+        if priority in self.policy.urgent and self.exactly_once and keeping_up:
             txns = self.app.consumer.transactions
             if isinstance(txns, PartitionTransactions):
                 event = current_event()  # the partition whose transaction the sends went to

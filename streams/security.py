@@ -5,7 +5,7 @@ Kafka principals (SCRAM-SHA-512 users; `User:<name>`):
 | principal | may |
 |---|---|
 | `admin` | everything (super user; creates the others) |
-| `reporter-<id>` | write and describe its own `reports.<id>`, nothing else |
+| `reporter-<id>` | write and describe its own `reports.<id>` and `reports.<id>.urgent`, nothing else |
 | `operator-<id>` | read its three lanes with its group `operator-<id>`; write its own `operator.<id>.decisions` |
 | `pipeline` | read reports and decisions; write the lanes; read and write its own topics, group, |
 | | changelogs and transactional ids (prefix `<app_id>`); create topics |
@@ -85,7 +85,8 @@ def rules(registry: Registry, topics: Topics, app_id: str) -> list[Rule]:
     lanes = {o: [topics.lane(o, p) for p in LANE_OF_PRIORITY] for o in registry.operators}
     out: list[Rule] = []
     for r in sorted(registry.reporters):
-        out.append((f"User:reporter-{r}", "TOPIC", "LITERAL", topics.reports(r), ("WRITE", "DESCRIBE")))
+        out += [(f"User:reporter-{r}", "TOPIC", "LITERAL", name, ("WRITE", "DESCRIBE"))
+                for name in (topics.reports(r), topics.reports_urgent(r))]
     for o in sorted(registry.operators):
         user = f"User:operator-{o}"
         out += [(user, "TOPIC", "LITERAL", lane, ("READ", "DESCRIBE")) for lane in lanes[o]]

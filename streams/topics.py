@@ -7,6 +7,7 @@ the same partition count, so one referral stays on one partition number across t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from streams.registry import Registry
@@ -19,6 +20,7 @@ LANE_OF_PRIORITY = {"CRITICAL": "critical", "HIGH": "high", "STANDARD": "standar
 # must still fit on referrals.rejected, and in the worker's producer requests (streams.app).
 EXTERNAL_MAX_BYTES = 1_048_576
 REJECTED_MAX_BYTES = 4 * EXTERNAL_MAX_BYTES
+URGENT_SUFFIX = ".urgent"  # reports.<reporter_id>.urgent: a reporter's removal orders and emergencies
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,19 @@ class Topics:
 
     def reports(self, reporter_id: str) -> str:
         return f"{self.prefix}reports.{reporter_id}"
+
+    def reports_urgent(self, reporter_id: str) -> str:
+        """A reporter's fast lane into the pipeline: its removal orders and emergencies.
+
+        Kafka serves a partition in order, so a report waits behind every report before it in its
+        topic; during a crisis that is minutes of a reporter's own referrals. On this topic, with
+        its own intake and routing agents, a removal order passes them (docs/reporters.md)."""
+        return f"{self.prefix}reports.{reporter_id}{URGENT_SUFFIX}"
+
+    def intake_topics(self, reporters: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(every reporter's topic, every reporter's urgent topic), in a stable order."""
+        ids = sorted(reporters)
+        return [self.reports(r) for r in ids], [self.reports_urgent(r) for r in ids]
 
     def lane(self, operator_id: str, priority: str) -> str:
         return f"{self.prefix}operator.{operator_id}.{LANE_OF_PRIORITY[priority]}"
@@ -117,9 +132,12 @@ class Topics:
         return f"{self.prefix}signalement.internal.ticks"
 
     def reporter_of(self, topic: str) -> str | None:
-        """'reports.pharos' -> 'pharos'; None if the topic is not a reports topic."""
+        """'reports.pharos' and 'reports.pharos.urgent' -> 'pharos'; None if not a reports topic."""
         head = f"{self.prefix}reports."
-        return topic[len(head):] if topic.startswith(head) else None
+        if not topic.startswith(head):
+            return None
+        rest = topic[len(head):]
+        return rest[:-len(URGENT_SUFFIX)] if rest.endswith(URGENT_SUFFIX) else rest
 
     def operator_of_decisions(self, topic: str) -> str | None:
         head, tail = f"{self.prefix}operator.", ".decisions"
@@ -134,6 +152,8 @@ class Topics:
         """Every topic of the contract for this registry, in a stable order."""
         specs = [self._spec(self.reports(r), "Referral", f"referrals from {r}", max_message_bytes=EXTERNAL_MAX_BYTES)
                  for r in sorted(registry.reporters)]
+        specs += [self._spec(self.reports_urgent(r), "Referral", f"removal orders and emergencies from {r}",
+                             max_message_bytes=EXTERNAL_MAX_BYTES) for r in sorted(registry.reporters)]
         specs += [
             self._spec(self.accepted, "RoutedReferral", "every routed referral, latest version wins"),
             self._spec(self.duplicates, "DuplicateReferral", "referrals of an item already routed"),

@@ -32,6 +32,14 @@ def rank(referral: Referral, reporter: Reporter) -> Ranking:
     return Ranking(priority, label_verified, rejected)
 
 
+def claims_urgency(referral: Referral) -> bool:
+    """A removal order or an emergency: the claims that can make a referral CRITICAL (`rank`).
+
+    What a reporter sends to its urgent topic (Topics.reports_urgent); the reporter cannot know
+    whether the pipeline will grant it, the pipeline ranks it as any other referral."""
+    return referral["instrument"] == "REMOVAL_ORDER" or bool(referral["emergency"])
+
+
 def deadlines(policy: Policy, priority: str, routed_at: int) -> tuple[int, int]:
     """(ack_deadline, decision_deadline) in ms, counted from the moment the lane got it."""
     d = policy.deadlines[priority]

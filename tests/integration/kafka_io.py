@@ -55,6 +55,7 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: int = 0  # the record's timestamp (ms; CreateTime: when its producer took it)
 
     def decode(self) -> dict[str, Any]:
         return default_codec().decode_any(self.value)[1]
@@ -80,7 +81,7 @@ def read_topic(settings: Settings, topic: str, expect: int | None = None, idle_s
             m = c.poll(0.2)
             if m is None or m.error():
                 continue
-            out.append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+            out.append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]))
             last = time.monotonic()
     finally:
         c.close()
@@ -104,7 +105,7 @@ def read_topics(settings: Settings, topics: list[str], idle_s: float = 2.0, time
             for m in c.consume(1000, 0.2):
                 if m.error():
                     continue
-                out[m.topic()].append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+                out[m.topic()].append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]))
                 last = time.monotonic()
     finally:
         c.close()

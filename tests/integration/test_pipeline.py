@@ -208,3 +208,43 @@ def test_urgent_referrals_do_not_wait_for_the_commit_interval(stack: Settings, t
         assert w.proc is not None and w.proc.poll() is None, w.log_tail()
     finally:
         w.stop()
+
+
+def test_a_removal_order_on_the_urgent_topic_passes_the_reporters_own_backlog(
+        stack: Settings, topics: Topics, tmp_path: Path) -> None:
+    """pharos sends 12,000 referrals, then two removal orders: one on reports.pharos.urgent (its
+    client's choice for removal orders), one on reports.pharos, where Kafka serves it after
+    everything before it in its partition. The worker starts with all of it waiting: intake takes
+    the urgent order before most of the backlog, the other after its partition's share; routing
+    then takes both before most of the backlog (urgent candidates have their own agent there)."""
+    names, codec, backlog = topics, default_codec(), 12_000
+    refs = [scenario.referral("pharos", f"https://www.youtube.com/watch?v=backlog{n}") for n in range(backlog)]
+    keyed = [(r["referral_id"].encode(), codec.encode("Referral", r)) for r in refs]  # keyed as reporters do
+    produce(stack, names.reports("pharos"), keyed)
+    fast, slow = (scenario.referral("pharos", f"https://www.youtube.com/watch?v=order-{kind}",
+                                    instrument="REMOVAL_ORDER") for kind in ("fast", "slow"))
+    produce(stack, names.reports_urgent("pharos"), [(fast["referral_id"].encode(), codec.encode("Referral", fast))])
+    produce(stack, names.reports("pharos"), [(slow["referral_id"].encode(), codec.encode("Referral", slow))])
+    standard, critical = names.lane("google", "STANDARD"), names.lane("google", "CRITICAL")
+    w = WorkerProcess.for_prefix(stack, names.prefix, tmp_path)
+    w.start()
+    try:
+        wait_for_count(stack, standard, backlog, timeout_s=300.0, worker=w)
+        wait_for_count(stack, critical, 2, timeout_s=60.0, worker=w)
+        got = read_topics(stack, [standard, critical, *names.candidates], idle_s=1.0)
+        assert w.proc is not None and w.proc.poll() is None, w.log_tail()
+    finally:
+        w.stop()
+    # intake: when each candidate was sent on (its record's timestamp in internal.dedup[.urgent])
+    intaken = {m.decode()["referral_id"]: m.timestamp for t in names.candidates for m in got[t]}
+    routed = {m.decode()["referral_id"]: m.decode()["routed_at"] for m in got[critical]}
+    assert set(routed) == {fast["referral_id"], slow["referral_id"]} and len(intaken) == backlog + 2
+    backlog_intaken = [intaken[r["referral_id"]] for r in refs]
+    backlog_routed = [m.decode()["routed_at"] for m in got[standard]]
+    after = {(name, hop): sum(1 for t in times if t > at[r["referral_id"]])
+             for name, r in (("urgent topic", fast), ("main topic", slow))
+             for hop, times, at in (("intake", backlog_intaken, intaken), ("routing", backlog_routed, routed))}
+    print("\nbacklog referrals after the order: " + ", ".join(f"{k[0]} {k[1]} {v:,}" for k, v in after.items()))
+    assert after["urgent topic", "intake"] >= backlog // 2, after
+    assert after["main topic", "intake"] < after["urgent topic", "intake"], after
+    assert after["urgent topic", "routing"] >= backlog // 2, after

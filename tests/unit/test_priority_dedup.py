@@ -9,7 +9,7 @@ import pytest
 
 from agents.logic import dedup
 from agents.logic.intake import Intake
-from agents.logic.priority import deadlines, rank
+from agents.logic.priority import claims_urgency, deadlines, rank
 from agents.logic.validate import check_decision, check_referral
 from streams.config import ROOT
 from streams.errors import ConfigError, RejectedError
@@ -55,6 +55,32 @@ def referral(**kw: Any) -> Any:
 def test_rank(reporter: Reporter, instrument: str, label: str, emergency: bool, expected: tuple[str, bool, bool]) -> None:
     r = rank(referral(instrument=instrument, label=label, emergency=emergency), reporter)
     assert (r.priority, r.label_verified, r.label_rejected) == expected
+
+
+@pytest.mark.parametrize("reporter", [LABELLED_ORDERS, LABELLED, ORDERS, NOBODY], ids=lambda r: r.id)
+def test_every_critical_referral_claims_urgency(reporter: Reporter) -> None:
+    """The reporter's client sends what claims urgency to its urgent topic: no referral the policy
+    ranks CRITICAL may miss it, and nothing else is sent there."""
+    for instrument in ("REMOVAL_ORDER", "REFERRAL", "NOTICE"):
+        for label in ("NONE", "LABELLED"):
+            for emergency in (False, True):
+                ref = referral(instrument=instrument, label=label, emergency=emergency)
+                if rank(ref, reporter).priority == "CRITICAL":
+                    assert claims_urgency(ref), (instrument, label, emergency)
+                assert claims_urgency(ref) == (instrument == "REMOVAL_ORDER" or emergency)
+
+
+def test_reporter_topics_and_back() -> None:
+    from streams.topics import Topics
+
+    names = Topics(prefix="t.")
+    assert names.reports_urgent("tj-paris") == "t.reports.tj-paris.urgent"
+    assert names.reporter_of("t.reports.tj-paris.urgent") == names.reporter_of("t.reports.tj-paris") == "tj-paris"
+    assert names.reporter_of("t.referrals.accepted") is None
+    main, urgent = names.intake_topics(["pharos", "eu-iru"])
+    assert main == ["t.reports.eu-iru", "t.reports.pharos"]
+    assert urgent == ["t.reports.eu-iru.urgent", "t.reports.pharos.urgent"]
+    assert {s.name for s in names.catalogue(REGISTRY)} >= {names.reports_urgent(r) for r in REGISTRY.reporters}
 
 
 @pytest.mark.parametrize(("priority", "ack", "decide"), [

@@ -35,11 +35,11 @@ def rights(prefix: str = "p.", app: str = "p.app") -> dict[str, set[tuple[str, s
     return out
 
 
-def test_a_reporter_may_write_and_describe_its_own_topic_and_nothing_else() -> None:
+def test_a_reporter_may_write_and_describe_its_own_topics_and_nothing_else() -> None:
     by_user = rights()
     for reporter in REGISTRY.reporters:
-        assert by_user[f"User:reporter-{reporter}"] == {("TOPIC", f"p.reports.{reporter}", "WRITE"),
-                                                         ("TOPIC", f"p.reports.{reporter}", "DESCRIBE")}
+        own = (f"p.reports.{reporter}", f"p.reports.{reporter}.urgent")
+        assert by_user[f"User:reporter-{reporter}"] == {("TOPIC", t, op) for t in own for op in ("WRITE", "DESCRIBE")}
 
 
 def test_an_operator_reads_its_lanes_with_its_group_and_writes_its_decisions() -> None:
