@@ -1,6 +1,11 @@
 """Crisis burst: referrals of a few items re-reported across reporters (90 % duplicates), sent as fast as
 one producer can while the worker (and the sink) run.
 
+Meanwhile (unless --critical-rate 0) fresh removal orders trickle in, half on the reporters'
+urgent topics (as their client sends them) and half on their main topics (a client that does not),
+and each one's latency is timed from reported_at to its arrival in a lane: what the urgent path is
+for, a removal order that does not wait behind the crisis.
+
 Measured: the producer's rate, time from the first send to the last output record, the worker's
 peak RSS (VmHWM), and the count: distinct referral_ids in the lanes and referrals.unroutable +
 referrals.duplicates + referrals.rejected must equal what was sent. The default size is what fits
@@ -17,7 +22,8 @@ import time
 
 from bench import kafkaio
 from bench.common import Result, console
-from bench.load import Crisis
+from bench.latency import Arrivals, Pacer, percentiles
+from bench.load import Crisis, Generator, Mix
 from bench.pipeline import Run
 
 FULL = 1_000_000
@@ -28,13 +34,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duplicates", type=float, default=0.9, help="share of re-reports (0.9)")
     p.add_argument("--timeout", type=float, default=420.0, help="give up after this many s (420)")
     p.add_argument("--no-sink", action="store_true", help="run without the ClickHouse sink")
+    p.add_argument("--critical-rate", type=float, default=4.0,
+                   help="removal orders/s during the burst, on each path (4; 0: none)")
+    p.add_argument("--critical-after", type=float, default=5.0, help="s into the burst the removal orders start (5)")
+    p.add_argument("--critical-seconds", type=float, default=25.0, help="s the removal orders last (25)")
 
 
 def run(args: argparse.Namespace) -> Result:
     result = Result("crisis", "Crisis burst: 90 % duplicates across reporters, as fast as the producer can",
-                    {"size": args.size, "duplicates": args.duplicates, "sink": not args.no_sink})
+                    {"size": args.size, "duplicates": args.duplicates, "sink": not args.no_sink,
+                     "critical_rate": args.critical_rate, "critical_after": args.critical_after,
+                     "critical_seconds": args.critical_seconds})
     with Run("crisis", workers=1, sink=not args.no_sink) as run:
-        run.open_tally()
+        arrivals = Arrivals()
+        arrivals.lanes = set(run.lanes)
+        run.open_tally(on_message=arrivals, batch_wait=0.005)  # arrival times within ~5 ms
         run.start()
         warm = Crisis(duplicates=0.0, seed=3)
         kafkaio.preload(run.settings, run.names, (warm.next(int(time.time() * 1000)) for _ in range(20)))
@@ -51,20 +65,36 @@ def run(args: argparse.Namespace) -> Result:
             sent.update(counts)
 
         producer = threading.Thread(target=burst, daemon=True)
+        # fresh removal orders on new items (google), on each path: the urgent topics and the main ones
+        orders = {fast: Pacer(run, Generator(mix=Mix(duplicates=0, labelled=0, critical=1.0, malformed=0,
+                                                     unroutable=0), seed=61 + fast, hosts=(0,)),
+                              args.critical_rate, args.critical_seconds, fast_path=bool(fast))
+                  for fast in (1, 0)} if args.critical_rate > 0 else {}
+        arrivals.pacers += orders.values()
         producer.start()
+        started = time.monotonic()
         rss_peak = 0
         end = time.monotonic() + args.timeout
         total = 20 + args.size
         while time.monotonic() < end:
             assert run.tally is not None
             run.tally.poll(2.0)
+            if time.monotonic() - started >= args.critical_after:
+                for pacer in orders.values():
+                    if pacer.thread.ident is None:  # not started yet
+                        pacer.start()
             rss_peak = max(rss_peak, run.procs[0].status()["VmRSS"])
-            out = run.outcome(total)
-            if out.complete and not producer.is_alive():
+            pacing = any(p.thread.ident is None or p.thread.is_alive() for p in orders.values())
+            out = run.outcome(total + sum(len(p.sent) for p in orders.values()))
+            if out.complete and not producer.is_alive() and not pacing:
                 run.tally.poll(2.0)
                 break
             run.check_alive()
         producer.join(60)
+        for pacer in orders.values():
+            if pacer.thread.is_alive():
+                pacer.join()
+        total += sum(len(p.sent) for p in orders.values())
         out = run.outcome(total)
         hwm = run.procs[0].status()["VmHWM"]
         cpu = run.procs[0].cpu_seconds()
@@ -78,6 +108,20 @@ def run(args: argparse.Namespace) -> Result:
                "first send -> last output record" if out.complete else
                f"INCOMPLETE after {args.timeout:.0f} s: {out.accounted:,} of {total:,}")
     result.add("drain rate", round(rate), "referrals/s")
+    for fast, pacer in orders.items():
+        path = "urgent topic" if fast else "main topic"
+        visible, produced = arrivals.of(pacer)
+        lat = percentiles(visible)
+        routed = percentiles(produced)  # to the lane record's timestamp: routing sent it (no commit, no reader)
+        note = (f"{lat['n']} of {len(pacer.sent)} removal orders at {args.critical_rate:g}/s from "
+                f"{args.critical_after:g} s into the burst; reported_at -> visible in the lane")
+        for q in ("p50", "p99", "max"):
+            result.add(f"removal order during the burst, {path}, {q}", lat[q], "ms", note if q == "p50" else "")
+        for q in ("p50", "p99"):
+            result.add(f"removal order during the burst, {path}, {q} to routing", routed[q], "ms",
+                       "reported_at -> the lane record's timestamp (routing sent it; before any commit)" if q == "p50"
+                       else "")
+        result.details[f"removal orders, {path}"] = {"visible": lat, "routed": routed}
     result.add("1M burst drained in (extrapolated)", round(FULL / rate, 0) if rate else None, "s",
                "linear from the measured rate" if args.size < FULL else "measured")
     result.add("worker peak RSS", round(max(hwm, rss_peak) / 1024), "MiB", "VmHWM of the worker process")

@@ -43,8 +43,14 @@ def produce(producer: Producer, topic: str, key: bytes | None, value: bytes | No
             producer.poll(0.05)
 
 
+def topic_for(names: Topics, rec: Record, fast_path: bool = True) -> str:
+    """The reporter's topic for `rec`, as its client chooses (clients.reporter): removal orders and
+    emergencies on reports.<id>.urgent; `fast_path=False`, every record on reports.<id>."""
+    return names.reports_urgent(rec.reporter) if fast_path and rec.urgent else names.reports(rec.reporter)
+
+
 def preload(settings: Settings, names: Topics, records: Iterable[Record]) -> dict[str, int]:
-    """Send every record to reports.<reporter>; wait for all deliveries. Returns counts by kind."""
+    """Send every record to its reporter's topic (`topic_for`); wait for all deliveries. Returns counts by kind."""
     p = fast_producer(settings)
     counts: dict[str, int] = {}
     errors: list[str] = []
@@ -54,7 +60,7 @@ def preload(settings: Settings, names: Topics, records: Iterable[Record]) -> dic
             errors.append(str(err))
 
     for n, rec in enumerate(records):
-        produce(p, names.reports(rec.reporter), rec.key, rec.value, failed)
+        produce(p, topic_for(names, rec), rec.key, rec.value, failed)
         counts[rec.kind] = counts.get(rec.kind, 0) + 1
         if n % 1000 == 0:
             p.poll(0)

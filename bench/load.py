@@ -104,6 +104,7 @@ class Record:
     key: bytes
     value: bytes
     kind: str  # standard, labelled, critical, unroutable, duplicate, malformed
+    urgent: bool = False  # a removal order or an emergency: the reporter's client sends it to reports.<id>.urgent
 
 
 @dataclass
@@ -170,7 +171,7 @@ class Generator:
             instrument, label, kind = ("NOTICE" if reporter == "pointdecontact" else "REFERRAL"), "NONE", "standard"
         self.originals.append((host, reporter, i))
         t = self.template(reporter, HOSTS[host][0], instrument, label, "")
-        return Record(reporter, rid, t.render(rid, self.token(i), reported_at), kind)
+        return Record(reporter, rid, t.render(rid, self.token(i), reported_at), kind, instrument == "REMOVAL_ORDER")
 
     def _malformed(self, i: int, rid: bytes, reported_at: int) -> Record:
         kind = self.rng.choice(MALFORMED_KINDS)
@@ -227,7 +228,8 @@ class Crisis:
         else:
             instrument, label = "REFERRAL", ("LABELLED" if self.rng.random() < 0.3 else "NONE")
         t = self.gen.template(reporter, url, instrument, label, "")
-        return Record(reporter, rid, t.render(rid, self.gen.token(item), reported_at), "new" if new else "duplicate")
+        return Record(reporter, rid, t.render(rid, self.gen.token(item), reported_at), "new" if new else "duplicate",
+                      instrument == "REMOVAL_ORDER")
 
 
 def check(gen: Generator | None = None, samples: int = 2000) -> int:

@@ -15,12 +15,13 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from agents.logic.priority import claims_urgency
 from clients.kafka import now_ms, producer_config
 from clients.operator import OperatorClient
 from streams.codec import default_codec
 from streams.config import ROOT, Settings
 from streams.topics import Topics
-from tests.integration.kafka_io import produce, read_topic, read_topics
+from tests.integration.kafka_io import produce, read_topics
 
 OP = "google"
 
@@ -201,9 +202,11 @@ def _check_submit(settings: Settings, topics: Topics, path: Path, bad_lines: lis
     assert result.returncode == 1, output
     for line in bad_lines:
         assert f"line {line}:" in output, output
-    got = read_topic(settings, topics.reports("pharos"), expect=3)
-    assert sorted(m.key.decode() for m in got if m.key) == sorted(GOOD), output
-    assert sorted(m.decode()["referral_id"] for m in got) == sorted(GOOD)
+    # the removal order (GOOD[1]) on pharos's urgent topic, the others on its main topic
+    got = read_topics(settings, [topics.reports("pharos"), topics.reports_urgent("pharos")])
+    for topic, ids in ((topics.reports("pharos"), [GOOD[0], GOOD[2]]), (topics.reports_urgent("pharos"), [GOOD[1]])):
+        assert sorted(m.key.decode() for m in got[topic] if m.key) == ids, output
+        assert sorted(m.decode()["referral_id"] for m in got[topic]) == ids
 
 
 def test_submit_jsonl(stack: Settings, topics: Topics, tmp_path: Path) -> None:
@@ -224,10 +227,16 @@ def test_simulate_writes_each_reporter_to_its_own_topic(stack: Settings, topics:
 
     settings = settings_for(stack, topics)
     summary = simulate(settings, SimConfig(duration=3, rate=40, seed=3, crisis_size=30, operators=(), topics=topics))
-    names = [topics.reports(r) for r in ("pharos", "eu-iru", "ctiru", "tj-paris", "pointdecontact")]
-    got = read_topics(settings, names)
+    reporters = ("pharos", "eu-iru", "ctiru", "tj-paris", "pointdecontact")
+    main, urgent = topics.intake_topics(reporters)
+    got = read_topics(settings, [*main, *urgent])
     for reporter in summary.sent:
-        records = [m.decode() for m in got[topics.reports(reporter)] if m.value[:2] == b"\xc3\x01" and m.key]
+        records = [m.decode() for t in (topics.reports(reporter), topics.reports_urgent(reporter)) for m in got[t]
+                   if m.value[:2] == b"\xc3\x01" and m.key]
         assert sum(1 for r in records if r["reporter_id"] == reporter) >= summary.sent[reporter]
+    # removal orders and emergencies on the urgent topics, nothing else there
+    for reporter in reporters:
+        assert all(claims_urgency(m.decode()) for m in got[topics.reports_urgent(reporter)])
+    assert any(got[t] for t in urgent), "the simulation sent no removal order"
     total = sum(len(v) for v in got.values())
     assert total == sum(summary.sent.values()) + sum(summary.malformed.values()) and summary.crisis >= 30
