@@ -139,8 +139,10 @@ def routed_value(operator_id: str) -> bytes:
 def test_reporters_write_their_own_topic_only(sec: Settings) -> None:
     t = names(sec)
     assert produce_as(sec, "reporter-pharos", t.reports("pharos")) is None
+    assert produce_as(sec, "reporter-pharos", t.reports_urgent("pharos")) is None
     denied = {
         "another reporter's topic": produce_as(sec, "reporter-pharos", t.reports("eu-iru")),
+        "another reporter's urgent topic": produce_as(sec, "reporter-pharos", t.reports_urgent("eu-iru")),
         "a lane": produce_as(sec, "reporter-pharos", t.lane("google", "CRITICAL")),
         "an operator's decisions": produce_as(sec, "reporter-pharos", t.decisions("google")),
         "referrals.accepted": produce_as(sec, "reporter-pharos", t.accepted),
