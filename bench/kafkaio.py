@@ -240,3 +240,27 @@ def keys_by_topic(settings: Settings, topics: list[str], timeout: float = 60.0) 
         return out
     finally:
         c.close()
+
+
+def rejection_codes(settings: Settings, rejected: str, sources: set[str], timeout: float = 30.0) -> dict[str, int]:
+    """Dead letters on `rejected` whose source topic is one of `sources`, counted by error code."""
+    from streams.codec import default_codec
+
+    codec, out = default_codec(), dict[str, int]()
+    c = consumer(settings)
+    try:
+        parts = partitions(c, [rejected])
+        ends = {k: v for k, v in end_offsets(c, parts).items() if v > 0}
+        c.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in parts])
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and any(c.position([TopicPartition(t, p)])[0].offset < high
+                                             for (t, p), high in ends.items()):
+            for m in c.consume(10_000, 0.2):
+                if m.error():
+                    continue
+                rec = codec.decode(m.value() or b"", "Rejection")
+                if rec["source_topic"] in sources:
+                    out[str(rec["error_code"])] = out.get(str(rec["error_code"]), 0) + 1
+    finally:
+        c.close()
+    return out

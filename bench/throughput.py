@@ -35,11 +35,15 @@ def decisions_phase(run: Run, referrals: int, result: Result, timeout: float) ->
     """Operators acknowledge then remove `referrals` routed referrals: reactions, windows, ItemDecided."""
     by_lane = kafkaio.keys_by_topic(run.settings, run.lanes)
     picked: list[tuple[str, bytes]] = []
+    chosen: set[bytes] = set()  # an escalated referral is in two lanes: decided once
     lanes = [(lane, keys) for lane, keys in by_lane.items() if keys]
     while len(picked) < referrals and any(keys for _, keys in lanes):
         for lane, keys in lanes:
             if keys and len(picked) < referrals:
-                picked.append((lane.removeprefix(run.prefix).split(".")[1], keys.pop()))
+                key = keys.pop()
+                if key not in chosen:
+                    chosen.add(key)
+                    picked.append((lane.removeprefix(run.prefix).split(".")[1], key))
     codec = default_codec()
     tally = kafkaio.Tally(run.settings, [run.names.reactions])
     cpu0 = sum(p.cpu_seconds() for p in run.procs)
@@ -63,6 +67,12 @@ def decisions_phase(run: Run, referrals: int, result: Result, timeout: float) ->
     finally:
         tally.close()
     got = tally.by_topic[run.names.reactions].count
+    if got < decisions:  # say why: a referral picked twice (in two lanes) acts once; or dead-lettered decisions
+        twice = len(picked) - len({key for _, key in picked})
+        codes = kafkaio.rejection_codes(run.settings, run.names.rejected, set(topics_of_decisions(run)))
+        console.print(f"  decisions: {got:,} reactions of {decisions:,}: {twice} referrals picked twice; "
+                      f"decisions dead-lettered: {codes or 'none'}")
+        result.details["decisions shortfall"] = {"reactions": got, "picked_twice": twice, "rejected": codes}
     topics = [run.names.decisions(op) for op in sorted(run.registry.operators)]
     topics += [run.names.window_input, *run.names.candidates]
     run.wait_lag("worker", 120, topics=topics)
@@ -77,6 +87,10 @@ def decisions_phase(run: Run, referrals: int, result: Result, timeout: float) ->
     result.add("worker CPU per decision, 1 worker", round(cpu * 1e6 / max(1, decisions)), "µs",
                "reactions + windows (+ the ItemDecided hop through routing)")
     console.print(f"  decisions: {rate:,.0f}/s, {cpu * 1e6 / max(1, decisions):,.0f} µs CPU each")
+
+
+def topics_of_decisions(run: Run) -> list[str]:
+    return [run.names.decisions(op) for op in sorted(run.registry.operators)]
 
 
 def commits(settings: Settings) -> str:
