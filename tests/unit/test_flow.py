@@ -1,8 +1,11 @@
 """Flow control at a rebalance: a tick dropped from one agent's queue is acknowledged (the rebalance
-would wait for it), an event of any other topic is not (the partition's next owner handles it)."""
+would wait for it), an event of any other topic is not (the partition's next owner handles it).
+And the fetch rounds: the urgent topics' records first."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,7 +15,7 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from streams.flow import release_on_clear
+from streams.flow import patch_urgent_first, release_on_clear
 
 pytestmark = pytest.mark.unit
 
@@ -204,3 +207,49 @@ def test_a_seek_while_the_flow_is_stopped_is_faust_s() -> None:
     between_fetches(consumer).clear()
     asyncio.run(Consumer.perform_seek(consumer))  # type: ignore[arg-type]
     assert consumer.log == ["seek"] and consumer._read_offset[tp] == 7 and not consumer.flow_active
+
+
+class Fetcher:
+    """aiokafka's fetcher as far as a fetch round goes: records held per partition, handed out in the
+    order they were fetched, up to `max_records`, only for the partitions asked."""
+
+    def __init__(self, held: dict[TP, list[int]]) -> None:
+        self.held, self._closed = held, False
+        self._subscriptions = SimpleNamespace(fetch_context=contextlib.nullcontext)
+
+    async def fetched_records(self, partitions: Any, timeout: float = 0, max_records: int | None = None) -> Any:
+        out: dict[TP, list[int]] = {}
+        left = max_records
+        for tp in list(self.held):
+            if tp not in partitions or left == 0:
+                continue
+            take = self.held[tp][:left] if left is not None else self.held[tp]
+            out[tp], self.held[tp] = take, self.held[tp][len(take):]
+            if not self.held[tp]:
+                del self.held[tp]
+            left = None if left is None else left - len(take)
+        return out
+
+
+def test_a_round_hands_over_the_urgent_topics_records_first() -> None:
+    """A removal order fetched after a backlog is handed over in the next round, not after the
+    backlog (streams.flow.patch_urgent_first); without urgent records a round is as before."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    backlog, other, urgent = TP("reports.pharos", 0), TP("signalement.internal.dedup", 1), TP("reports.pharos.urgent", 0)
+    app: Any = SimpleNamespace()
+    patch_urgent_first(app, ["reports.pharos.urgent"])
+    thread: Any = SimpleNamespace(app=app, consumer=SimpleNamespace(flow_active=True))
+    fetcher = Fetcher({backlog: list(range(1200)), other: list(range(300)), urgent: [7]})
+    consumer: Any = SimpleNamespace(_closed=False, _fetcher=fetcher)
+    active = {backlog, other, urgent}
+
+    def round_() -> dict[TP, list[int]]:
+        return asyncio.run(AIOKafkaConsumerThread._fetch_records(thread, consumer, active, timeout=0, max_records=500))
+
+    assert round_() == {urgent: [7]}  # first, though fetched last
+    assert round_() == {backlog: list(range(500))}  # then as aiokafka hands them out
+    fetcher.held[urgent] = [8, 9]
+    assert round_() == {urgent: [8, 9]}
+    assert round_() == {backlog: list(range(500, 1000))}
+    assert round_() == {backlog: list(range(1000, 1200)), other: list(range(300))}
