@@ -67,15 +67,12 @@ def decisions_phase(run: Run, referrals: int, result: Result, timeout: float) ->
     finally:
         tally.close()
     got = tally.by_topic[run.names.reactions].count
-    if got < decisions:  # say why: a referral picked twice (in two lanes) acts once; or dead-lettered decisions
-        twice = len(picked) - len({key for _, key in picked})
-        codes = kafkaio.rejection_codes(run.settings, run.names.rejected, set(topics_of_decisions(run)))
-        console.print(f"  decisions: {got:,} reactions of {decisions:,}: {twice} referrals picked twice; "
-                      f"decisions dead-lettered: {codes or 'none'}")
-        result.details["decisions shortfall"] = {"reactions": got, "picked_twice": twice, "rejected": codes}
-    topics = [run.names.decisions(op) for op in sorted(run.registry.operators)]
-    topics += [run.names.window_input, *run.names.candidates]
-    run.wait_lag("worker", 120, topics=topics)
+    sources = [run.names.decisions(op) for op in sorted(run.registry.operators)]
+    if got < decisions:  # say why: decisions the worker dead-lettered, by code
+        codes = kafkaio.rejection_codes(run.settings, run.names.rejected, set(sources))
+        console.print(f"  decisions: {got:,} reactions of {decisions:,}; dead-lettered: {codes or 'none'}")
+        result.details["decisions shortfall"] = {"reactions": got, "rejected": codes}
+    run.wait_lag("worker", 120, topics=[*sources, run.names.window_input, *run.names.candidates])
     all_done = time.time() - started
     cpu = sum(p.cpu_seconds() for p in run.procs) - cpu0
     rate = decisions / max(1e-3, ((last or 0) - (first or 0)) / 1000) if got >= decisions else 0.0
@@ -87,10 +84,6 @@ def decisions_phase(run: Run, referrals: int, result: Result, timeout: float) ->
     result.add("worker CPU per decision, 1 worker", round(cpu * 1e6 / max(1, decisions)), "µs",
                "reactions + windows (+ the ItemDecided hop through routing)")
     console.print(f"  decisions: {rate:,.0f}/s, {cpu * 1e6 / max(1, decisions):,.0f} µs CPU each")
-
-
-def topics_of_decisions(run: Run) -> list[str]:
-    return [run.names.decisions(op) for op in sorted(run.registry.operators)]
 
 
 def commits(settings: Settings) -> str:
