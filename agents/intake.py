@@ -1,4 +1,5 @@
-"""Intake: reports.<reporter>[.urgent] -> signalement.internal.dedup[.urgent] (keyed by item) | referrals.rejected."""
+"""Intake: reports.<reporter>[.urgent] -> signalement.internal.dedup[.urgent] (packed by the items' partitions,
+streams/packs.py) | referrals.rejected."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def register(pipe: Pipeline) -> tuple[Any, Any]:
         # urgent priorities have their own topic: at routing they pass a backlog of the others, and
         # under exactly-once no transaction of the others holds them back (Topics.dedup_urgent)
         urgent = cand["priority"] in pipe.policy.urgent
-        await pipe.send(names.dedup_urgent if urgent else names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
+        pipe.send_packed(names.dedup_urgent if urgent else names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
         pipe.urgent(cand["priority"])
 
     return intake, intake_urgent

@@ -8,6 +8,7 @@ from typing import Any
 
 from agents.logic import dedup
 from streams.app import BATCH, BATCH_WITHIN_S, Pipeline, now_ms
+from streams.packs import PACK, unpack
 from streams.records import RoutedReferral
 
 log = logging.getLogger("signalement.routing")
@@ -100,14 +101,21 @@ def register(pipe: Pipeline) -> tuple[Any, Any]:
                 log.exception("dedup sweep failed on partition %s", msg.partition)
             return
         try:
-            await route(msg)
-        except Exception as exc:  # a bug must cost one record (dead-lettered), never the stream
-            log.exception("routing failed on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+            name, record = pipe.codec.decode_any(msg.value)
+            items = unpack(record, msg) if name == PACK else [msg]
+        except Exception as exc:  # internal records are ours: a bad one is a bug, dead-lettered
+            log.exception("routing cannot read %s/%s/%s", msg.topic, msg.partition, msg.offset)
             await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+            return
+        for item in items:
+            try:
+                await route(item, *((name, record) if item is msg else pipe.codec.decode_any(item.value)))
+            except Exception as exc:  # a bug must cost one record (dead-lettered), never the stream
+                log.exception("routing failed on %s/%s/%s", item.topic, item.partition, item.offset)
+                await pipe.reject(item, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
 
-    async def route(msg: Any) -> None:
+    async def route(msg: Any, name: str, record: Any) -> None:
         key = msg.key
-        name, record = pipe.codec.decode_any(msg.value)
         raw = table.get(key)
         item = dedup.loads(raw) if raw is not None else None
         if name == "ItemDecided":

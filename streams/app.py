@@ -13,6 +13,7 @@ import weakref
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +22,11 @@ from faust.streams import _current_event, current_event  # the ContextVar Faust'
 
 from streams.codec import Codec, default_codec
 from streams.config import Settings
-from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, pace, work_lock
+from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, latest_writes, pace, work_lock
 from streams.eos import install as install_transactions
 from streams.errors import ConfigError
 from streams.flow import patch_quiet_seek, patch_stale_fetch, patch_urgent_first
+from streams.packs import Packer
 from streams.policy import Policy
 from streams.records import Rejection
 from streams.registry import Registry
@@ -57,6 +59,10 @@ URGENT_MAX_AGE_S = 0.5
 FAST_HOLD_S = 1.0
 # an agent taking events older than this drains a backlog: periodic commits slow down (streams.eos.Pace)
 BACKLOG_AGE_S = 2.0
+
+
+# the packs of the unit of work running (Pipeline.work, Pipeline.send_packed)
+PACKER: ContextVar[Packer | None] = ContextVar("signalement_packer", default=None)
 
 
 def is_fresh(timestamp: float | None, now: float, max_age_s: float = URGENT_MAX_AGE_S) -> bool:
@@ -170,12 +176,19 @@ class Pipeline:
             current = current_events(events, self.app.consumer_generation_id)
             box: Outbox = []
             token = OUTBOX.set(box) if self.exactly_once else None
+            packer = Packer(self.settings.partitions)
+            packing = PACKER.set(packer)
             try:
                 yield current
             finally:
+                PACKER.reset(packing)
                 if token is not None:
                     OUTBOX.reset(token)
-            for topic, key, value, partition, on_sent in box:
+            for pack_topic, pack_partition, pack in packer.drain(self.codec):
+                await self.send(pack_topic, None, pack, pack_partition)
+            kept = latest_writes(box)
+            self.counters["changelog_coalesced"] += len(box) - len(kept)
+            for topic, key, value, partition, on_sent in kept:
                 fut = await self.send(topic, key, value, partition)
                 fut.add_done_callback(on_sent)
             txns = self.app.consumer.transactions if self.exactly_once else None
@@ -241,6 +254,14 @@ class Pipeline:
         fut = await producer.send(topic, key, value, partition, None, None)
         fut.add_done_callback(self._delivered)
         return fut
+
+    def send_packed(self, topic: str, key: bytes, value: bytes) -> None:
+        """Send a record of an internal topic in a pack (streams/packs.py): with the unit of work's
+        other records for the same partition, as one record, when the unit ends (`work`)."""
+        packer = PACKER.get()
+        if packer is None:
+            raise RuntimeError("send_packed outside a unit of work (Pipeline.work)")
+        packer.add(topic, key, value)
 
     def _delivered(self, fut: Any) -> None:
         exc = None if fut.cancelled() else fut.exception()

@@ -65,6 +65,19 @@ CONNECTION_RETRY_S = 0.5  # a coordinator lookup that lost its connection is ret
 Outbox = list[tuple[str, bytes, bytes | None, int | None, Any]]
 OUTBOX: ContextVar[Outbox | None] = ContextVar("signalement_outbox", default=None)
 
+
+def latest_writes(box: Outbox) -> Outbox:
+    """The outbox without the writes a later write of the same key (same changelog partition)
+    replaces: a changelog is compacted and restored to each key's last value, so within one
+    transaction only that value needs to reach it. A unit of work of routing holds many
+    duplicates of one item during a crisis, each rewriting it."""
+    if len(box) < 2:
+        return box
+    last = {(topic, partition, key): i for i, (topic, key, _v, partition, _cb) in enumerate(box)}
+    if len(last) == len(box):
+        return box
+    return [box[i] for i in sorted(last.values())]
+
 TRACE = os.environ.get("SIGNALEMENT_EOS_TRACE")  # a file: commits, first events and undos as JSON lines
 
 

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams.codec import default_codec
 from streams.config import ROOT, Settings
+from streams.packs import PACK
 
 _producers: dict[str, Producer] = {}
 
@@ -61,6 +62,17 @@ class Message:
         return default_codec().decode_any(self.value)[1]
 
 
+def records(m: Any, raw: bool = False) -> list[Message]:
+    """A consumed confluent-kafka message as test Messages: a pack of candidates (streams/packs.py)
+    as its items, each addressed like the pack, unless `raw`."""
+    msg = Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1])
+    value = msg.value or b""
+    if raw or value[2:10] != default_codec().schema(PACK).header[2:]:
+        return [msg]
+    return [Message(msg.topic, msg.partition, msg.offset, item["key"], item["value"], msg.timestamp)
+            for item in default_codec().decode(value, PACK)["items"]]
+
+
 def read_topic(settings: Settings, topic: str, expect: int | None = None, idle_s: float = 3.0,
                timeout_s: float = 60.0) -> list[Message]:
     """Everything in a topic from the beginning: until `expect` messages, else until idle."""
@@ -81,16 +93,17 @@ def read_topic(settings: Settings, topic: str, expect: int | None = None, idle_s
             m = c.poll(0.2)
             if m is None or m.error():
                 continue
-            out.append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]))
+            out += records(m)
             last = time.monotonic()
     finally:
         c.close()
     return out
 
 
-def read_topics(settings: Settings, topics: list[str], idle_s: float = 2.0, timeout_s: float = 60.0
-                ) -> dict[str, list[Message]]:
-    """Everything in several topics from the beginning, until nothing new arrives for idle_s."""
+def read_topics(settings: Settings, topics: list[str], idle_s: float = 2.0, timeout_s: float = 60.0,
+                raw: bool = False) -> dict[str, list[Message]]:
+    """Everything in several topics from the beginning, until nothing new arrives for idle_s (packs
+    of candidates as their items, unless `raw`)."""
     c = Consumer(settings.confluent(**{"group.id": f"reader-{time.time_ns()}", "enable.auto.commit": False,
                                        "isolation.level": "read_committed"}))
     parts = []
@@ -105,7 +118,7 @@ def read_topics(settings: Settings, topics: list[str], idle_s: float = 2.0, time
             for m in c.consume(1000, 0.2):
                 if m.error():
                     continue
-                out[m.topic()].append(Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]))
+                out[m.topic()] += records(m, raw)
                 last = time.monotonic()
     finally:
         c.close()

@@ -201,3 +201,19 @@ def test_a_batch_of_old_events_is_a_backlog() -> None:
     assert is_backlog([event(now - BACKLOG_AGE_S - 1), event(now)], now)
     assert not is_backlog([event(now - 0.1), event(now - 10 * BACKLOG_AGE_S)], now)  # the first decides
     assert not is_backlog([], now) and not is_backlog([event(None)], now)
+
+
+def test_a_transaction_sends_only_the_last_write_of_each_key() -> None:
+    """latest_writes: a compacted changelog keeps each key's last value, so earlier writes of a key in
+    one unit of work are dropped; other keys, deletions and other partitions are kept, in order."""
+    from streams.eos import latest_writes
+
+    def w(key: bytes, value: bytes | None, partition: int = 0, topic: str = "app-dedup-items-changelog") -> Any:
+        return (topic, key, value, partition, None)
+
+    box = [w(b"a", b"1"), w(b"b", b"1"), w(b"a", b"2"), w(b"a", b"2", partition=1), w(b"c", b"1"),
+           w(b"b", None), w(b"a", b"1", topic="app-reactions-changelog"), w(b"a", b"3")]
+    assert latest_writes(box) == [w(b"a", b"2", partition=1), w(b"c", b"1"), w(b"b", None),
+                                  w(b"a", b"1", topic="app-reactions-changelog"), w(b"a", b"3")]
+    distinct = [w(b"a", b"1"), w(b"b", b"1")]
+    assert latest_writes(distinct) is distinct and latest_writes([]) == []

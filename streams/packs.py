@@ -1,0 +1,76 @@
+"""Packs: the records one unit of work sends to one partition of an internal topic, as one record.
+
+Faust delivers each record it consumes through its fetcher, conductor and stream, which costs
+more per record than routing's own work on a candidate; intake sends its candidates to
+internal.dedup[.urgent] packed, one record per destination partition and unit of work, and
+routing takes the pack apart (docs/benchmarks.md, "What was optimised"). Each item is the
+record the candidate would be on its own (its key and single-object value) and goes to the
+partition that key would: the dedup table's partition is still the key's. Order within a
+partition is kept; a pack belongs to one transaction, like the records it replaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.codec import Codec
+from streams.partitioner import partition_for
+
+PACK = "CandidatePack"
+# A pack's encoded items stay under this; topics keep the broker's default max.message.bytes (1 MiB).
+PACK_MAX_BYTES = 512 * 1024
+ITEM_OVERHEAD = 8  # Avro's length prefixes of an item's key and value, at most
+
+
+@dataclass(frozen=True)
+class Packed:
+    """One item of a pack, seen as the record it stands for (what routing and dead letters read)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    timestamp: float | None
+
+
+@dataclass
+class Packer:
+    """Collects a unit of work's records by (topic, partition of their key)."""
+
+    partitions: int
+    items: dict[tuple[str, int], list[dict[str, bytes]]] = field(default_factory=dict)
+
+    def add(self, topic: str, key: bytes, value: bytes) -> None:
+        self.items.setdefault((topic, partition_for(key, self.partitions)), []).append({"key": key, "value": value})
+
+    def drain(self, codec: Codec) -> Iterator[tuple[str, int, bytes]]:
+        """(topic, partition, encoded pack) for everything added, in order, then forget it."""
+        schema = codec.schema(PACK)
+        for (topic, partition), items in self.items.items():
+            for chunk in split(items, PACK_MAX_BYTES):
+                yield topic, partition, schema.encode({"items": chunk})
+        self.items.clear()
+
+
+def split(items: list[dict[str, bytes]], max_bytes: int) -> Iterator[list[dict[str, bytes]]]:
+    """Consecutive runs of items whose encoded size stays under max_bytes (an item over it alone)."""
+    chunk: list[dict[str, bytes]] = []
+    size = 0
+    for item in items:
+        n = len(item["key"]) + len(item["value"]) + ITEM_OVERHEAD
+        if chunk and size + n > max_bytes:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield chunk
+
+
+def unpack(record: dict[str, Any], message: Any) -> list[Packed]:
+    """The items of a decoded pack, each addressed like the pack's record it came in."""
+    return [Packed(message.topic, message.partition, message.offset, item["key"], item["value"], message.timestamp)
+            for item in record["items"]]
