@@ -1,4 +1,4 @@
-"""Reactions: referrals.accepted + operator.*.decisions + ticks -> reactions, referrals.overdue,
+"""Reactions: internal.routed (referrals.accepted, packed) + operator.*.decisions + ticks -> reactions, referrals.overdue,
 internal.windows, internal.dedup (ItemDecided) | referrals.rejected.
 
 Everything about one referral is keyed by its referral_id on the same partition number, so the
@@ -24,6 +24,7 @@ from agents.logic.validate import check_decision
 from agents.ticks import register_ticks
 from streams.app import BATCH, BATCH_WITHIN_S, Pipeline, now_ms
 from streams.errors import RejectedError
+from streams.packs import PACK, unpack
 from streams.records import OperatorDecision, Reaction, RoutedReferral
 
 log = logging.getLogger("signalement.reactions")
@@ -197,12 +198,12 @@ def register(pipe: Pipeline) -> Any:
     reactor = Reactor(pipe, pipe.table("reactions"), pipe.table("held-decisions"))
     names = pipe.names
     decisions = {names.decisions(op) for op in pipe.registry.operators}
-    source = pipe.source(names.accepted, *sorted(decisions), names.ticks)
+    source = pipe.source(names.routed, *sorted(decisions), names.ticks)
     register_ticks(pipe)
 
     @pipe.app.agent(source, name="signalement.reactions")
     async def reactions(stream: Any) -> None:
-        """accepted + decisions + ticks -> reactions, overdue, internal.windows | rejected"""
+        """internal.routed + decisions + ticks -> reactions, overdue, internal.windows | rejected"""
         async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
             await pipe.each_partition(events, handle)
 
@@ -210,8 +211,13 @@ def register(pipe: Pipeline) -> Any:
         try:
             if msg.topic == names.ticks:
                 await reactor.on_tick(msg.partition)
-            elif msg.topic == names.accepted:
-                await reactor.on_routed(msg)
+            elif msg.topic == names.routed:
+                for item in unpack(pipe.codec.decode(msg.value, PACK), msg):
+                    try:
+                        await reactor.on_routed(item)
+                    except Exception as exc:  # a bug must cost one record, never the pack
+                        log.exception("reactions failed on an item of %s/%s/%s", msg.topic, msg.partition, msg.offset)
+                        await pipe.reject(item, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
             else:
                 await reactor.on_decision(msg)
         except RejectedError as exc:

@@ -1,4 +1,4 @@
-"""Dedup and routing: internal.dedup -> referrals.accepted + operator.<id>.<lane>,
+"""Dedup and routing: internal.dedup -> referrals.accepted (+ internal.routed) + operator.<id>.<lane>,
 referrals.duplicates, referrals.unroutable. The dedup table lives on RocksDB."""
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ async def _emit(pipe: Pipeline, adm: dedup.Admission) -> None:
         await pipe.send(names.lane(routed["operator_id"], routed["priority"]), key, value)
         pipe.urgent(routed["priority"])
         await pipe.send(names.accepted, key, value)
+        pipe.send_packed(names.routed, key, value)  # the same, for the reactions agent
         pipe.counters["escalated" if routed["escalated"] else "accepted"] += 1
     if adm.update is not None:
-        await pipe.send(names.accepted, adm.update["referral_id"].encode(), codec.encode("RoutedReferral", adm.update))
+        key, value = adm.update["referral_id"].encode(), codec.encode("RoutedReferral", adm.update)
+        await pipe.send(names.accepted, key, value)
+        pipe.send_packed(names.routed, key, value)
     if adm.duplicate is not None:
         await pipe.send(names.duplicates, adm.duplicate["canonical_referral_id"].encode(),
                         codec.encode("DuplicateReferral", adm.duplicate))

@@ -168,12 +168,12 @@ class Run:
         return self.outcome(sent)
 
     def worker_lag(self, topics: list[str] | None = None) -> int:
-        """Messages of the worker's source topics (default: reports.*[.urgent], internal.dedup(.urgent), accepted) its group
-        has not committed yet."""
+        """Messages of the worker's source topics (default: reports.*[.urgent], internal.dedup(.urgent),
+        internal.routed) its group has not committed yet."""
         t = self.tally or self.open_tally()
         if topics is None:
             main, urgent = self.names.intake_topics(self.registry.reporters)
-            topics = [*main, *urgent, *self.names.candidates, self.names.accepted]
+            topics = [*main, *urgent, *self.names.candidates, self.names.routed]
         return kafkaio.group_lag(t.c, self.settings.app_id, kafkaio.partitions(t.c, topics), self.settings)
 
     def sink_lag(self) -> int:

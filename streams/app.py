@@ -186,6 +186,8 @@ class Pipeline:
                     OUTBOX.reset(token)
             for pack_topic, pack_partition, pack in packer.drain(self.codec):
                 await self.send(pack_topic, None, pack, pack_partition)
+            self.counters["packs"] += packer.packs
+            self.counters["packed"] += packer.packed
             kept = latest_writes(box)
             self.counters["changelog_coalesced"] += len(box) - len(kept)
             for topic, key, value, partition, on_sent in kept:

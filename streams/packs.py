@@ -1,12 +1,13 @@
 """Packs: the records one unit of work sends to one partition of an internal topic, as one record.
 
 Faust delivers each record it consumes through its fetcher, conductor and stream, which costs
-more per record than routing's own work on a candidate; intake sends its candidates to
-internal.dedup[.urgent] packed, one record per destination partition and unit of work, and
-routing takes the pack apart (docs/benchmarks.md, "What was optimised"). Each item is the
-record the candidate would be on its own (its key and single-object value) and goes to the
-partition that key would: the dedup table's partition is still the key's. Order within a
-partition is kept; a pack belongs to one transaction, like the records it replaces.
+more per record than the agents' own work on it. Internal topics carry packs instead: intake's
+candidates to signalement.internal.dedup[.urgent] (for routing) and routing's accepted referrals
+to signalement.internal.routed (for reactions), one record per destination partition and unit
+of work, taken apart by the reader (docs/benchmarks.md, "What was optimised", 17). Each item is
+the record it stands for (its key and single-object value) and goes to the partition its key
+would: the tables' partitions are still the keys'. Order within a partition is kept, and a pack
+belongs to one transaction, like the records it replaces.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from streams.codec import Codec
 from streams.partitioner import partition_for
 
-PACK = "CandidatePack"
+PACK = "RecordPack"
 # A pack's encoded items stay under this; topics keep the broker's default max.message.bytes (1 MiB).
 PACK_MAX_BYTES = 512 * 1024
 ITEM_OVERHEAD = 8  # Avro's length prefixes of an item's key and value, at most
@@ -42,6 +43,8 @@ class Packer:
 
     partitions: int
     items: dict[tuple[str, int], list[dict[str, bytes]]] = field(default_factory=dict)
+    packs: int = 0  # packs drained so far
+    packed: int = 0  # records drained so far, in those packs
 
     def add(self, topic: str, key: bytes, value: bytes) -> None:
         self.items.setdefault((topic, partition_for(key, self.partitions)), []).append({"key": key, "value": value})
@@ -51,6 +54,8 @@ class Packer:
         schema = codec.schema(PACK)
         for (topic, partition), items in self.items.items():
             for chunk in split(items, PACK_MAX_BYTES):
+                self.packs += 1
+                self.packed += len(chunk)
                 yield topic, partition, schema.encode({"items": chunk})
         self.items.clear()
 

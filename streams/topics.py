@@ -122,6 +122,13 @@ class Topics:
         return [self.dedup_items, self.dedup_urgent]
 
     @property
+    def routed(self) -> str:
+        """Internal: what routing writes to referrals.accepted, again, packed by the partition of its
+        referral_id (streams/packs.py), for the reactions agent: one record per unit of routing's
+        work instead of one per routed referral (referrals.accepted is the contract's, per event)."""
+        return f"{self.prefix}signalement.internal.routed"
+
+    @property
     def window_input(self) -> str:
         """Internal: reactions re-keyed by (operator, priority) for the window aggregation."""
         return f"{self.prefix}signalement.internal.windows"
@@ -163,8 +170,11 @@ class Topics:
             self._spec(self.overdue, "OverdueAlert", "deadline breaches as they happen"),
             self._spec(self.reactions, "Reaction", "reaction of an operator to a referral"),
             self._spec(self.windows, "ReactionWindow", "rolling reaction-time windows", cleanup_policy="compact"),
-            self._spec(self.dedup_items, "RoutedReferral", "internal: keyed by dedup identity", retention_ms=7 * DAY_MS),
-            self._spec(self.dedup_urgent, "RoutedReferral", "internal: urgent candidates, keyed by dedup identity",
+            self._spec(self.dedup_items, "RecordPack", "internal: candidates packed by the partition of their "
+                       "dedup identity, and ItemDecided keyed by it", retention_ms=7 * DAY_MS),
+            self._spec(self.dedup_urgent, "RecordPack", "internal: urgent candidates, packed like internal.dedup",
+                       retention_ms=7 * DAY_MS),
+            self._spec(self.routed, "RecordPack", "internal: referrals.accepted packed, for the reactions agent",
                        retention_ms=7 * DAY_MS),
             self._spec(self.window_input, "Reaction", "internal: keyed by operator and priority", retention_ms=7 * DAY_MS),
             self._spec(self.ticks, "", "internal: partition ticks for deadlines and windows", retention_ms=3_600_000),

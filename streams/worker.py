@@ -13,7 +13,8 @@ from streams.app import Pipeline, build_pipeline, install_event_loop
 from streams.config import Settings
 
 log = logging.getLogger("signalement.worker")
-REPORTED = ("accepted", "duplicated", "escalated", "unroutable", "rejected", "reactions", "overdue", "windows")
+REPORTED = ("accepted", "duplicated", "escalated", "unroutable", "rejected", "reactions", "overdue", "windows",
+            "packs", "packed", "changelog_coalesced")
 
 
 def register_all(pipe: Pipeline) -> None:

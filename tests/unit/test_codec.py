@@ -52,7 +52,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "OverdueAlert": {"referral_id": RID, "operator_id": "apple", "priority": "STANDARD", "deadline_kind": "ACK",
                      "deadline": T, "detected_at": T + 1000},
     "ItemDecided": {"dedup_key": "google|https://youtube.com/watch?v=abc", "referral_id": RID, "decided_at": T},
-    "CandidatePack": {"items": [{"key": b"google|https://youtube.com/watch?v=abc", "value": b"\xc3\x01routed"},
+    "RecordPack": {"items": [{"key": b"google|https://youtube.com/watch?v=abc", "value": b"\xc3\x01routed"},
                                 {"key": b"meta|https://fb.com/x", "value": b""}]},
 }
 

@@ -217,3 +217,20 @@ def test_a_transaction_sends_only_the_last_write_of_each_key() -> None:
                                   w(b"a", b"1", topic="app-reactions-changelog"), w(b"a", b"3")]
     distinct = [w(b"a", b"1"), w(b"b", b"1")]
     assert latest_writes(distinct) is distinct and latest_writes([]) == []
+
+
+def test_a_commit_carries_the_offsets_of_every_event_handled_before_it() -> None:
+    """Faust's offsets lag the events handled while the commit waited for the work lock: the
+    commit takes the later offset (their outputs are in the transaction), never goes back, and
+    keeps Faust's where only Faust has one (the ticks)."""
+    from faust.types import TP
+
+    from streams.eos import offsets_to_commit
+
+    reports, dedup, ticks, old = TP("reports.pharos", 2), TP("internal.dedup", 2), TP("ticks", 2), TP("reports.pharos", 3)
+    faust = {reports: 777, dedup: 40, ticks: 9, old: 5}
+    handled = {reports: 779, dedup: 40, old: 7}
+    committed = {dedup: 41, old: 8}
+    assert offsets_to_commit(faust, handled, committed) == {reports: 779, ticks: 9}
+    assert offsets_to_commit({}, handled, {}) == handled
+    assert offsets_to_commit({reports: 780}, handled, {}) == {reports: 780, dedup: 40, old: 7}

@@ -31,6 +31,7 @@ def test_each_pack_holds_the_records_of_one_partition_in_order() -> None:
         expected = [{"key": k, "value": v} for t, k, v in sent if t == topic and partition_for(k, 4) == partition]
         assert items == expected
     assert sum(len(items) for _, _, items in packs) == len(sent)
+    assert (packer.packs, packer.packed) == (len(packs), len(sent))
     assert drained(packer) == []  # drained once
 
 
