@@ -26,7 +26,7 @@ from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTabl
 from streams.eos import install as install_transactions
 from streams.errors import ConfigError
 from streams.flow import patch_quiet_seek, patch_stale_fetch, patch_urgent_first
-from streams.packs import Packer
+from streams.packs import Packer, units
 from streams.policy import Policy
 from streams.records import Rejection
 from streams.registry import Registry
@@ -44,8 +44,10 @@ BATCH_WITHIN_S = 0.01
 # Records one fetch round hands to the agents (Faust's default: all it holds, thousands behind a
 # backlog). Bounded, a round ends soon and the next starts with the urgent topics' records
 # (streams.flow.patch_urgent_first): a removal order during a crisis burst reached the lane in
-# 209 / 454 ms (p50 / p99) instead of 11.5 / 17.0 s (bench.crisis, docs/benchmarks.md).
-MAX_POLL_RECORDS = BATCH
+# 209 / 454 ms (p50 / p99) instead of 11.5 / 17.0 s (bench.crisis, docs/benchmarks.md). 50, not
+# BATCH, since the internal topics carry packs of tens of records (streams/packs.py): 500 packs
+# made a round of seconds (urgent p99 5.6 s; with 50: 0.96 s; 20: 0.82 s, at more CPU).
+MAX_POLL_RECORDS = 50
 # Faust's RocksDB defaults (3 x 64 MiB write buffers and a 2 GiB block cache per partition of
 # each table: 5 tables x 4 partitions here) let memory grow to gigabytes; cap each database.
 ROCKSDB_OPTIONS = {"write_buffer_size": 8 << 20, "max_write_buffer_number": 2,
@@ -202,15 +204,17 @@ class Pipeline:
                         txns.handled_event(event.message.tp, event.message.offset)
 
     async def each_partition(self, events: Sequence[Any], handle: Callable[[Any], Awaitable[None]]) -> None:
-        """Handle a batch: each partition's events as one unit of work (`work`), in order, with the
-        partition's last event current (so table writes and sends go to that partition)."""
+        """Handle a batch: each partition's events in units of work (`work`) of at most BATCH records
+        (a pack of an internal topic counts its records: streams.packs.units), in order, with the
+        unit's last event current (so table writes and sends go to that partition)."""
         if self.exactly_once and is_backlog(events, time.time()):
             pace(self.app).saw_backlog()  # this agent drains a backlog: commits pace down (streams.eos.Pace)
         for group in partition_groups(events):
-            with acting_for(group[-1]):
-                async with self.work(*group) as current:
-                    for event in current:
-                        await handle(event.message)
+            for unit in units(group, self.codec, BATCH):
+                with acting_for(unit[-1]):
+                    async with self.work(*unit) as current:
+                        for event in current:
+                            await handle(event.message)
 
     def arrived(self, report: Any, fast: bool = False) -> None:
         """Intake took `report` (a record of reports.*): whether the pipeline keeps up is decided

@@ -51,3 +51,21 @@ def test_unpacked_items_are_addressed_like_their_pack() -> None:
     got = unpack(CODEC.decode(value, PACK), msg)
     assert [(p.topic, p.partition, p.offset, p.timestamp, p.key, p.value) for p in got] == [
         ("signalement.internal.dedup", 2, 41, 1.5, b"a", b"1"), ("signalement.internal.dedup", 2, 41, 1.5, b"b", b"2")]
+
+
+def test_units_of_work_count_the_records_in_packs() -> None:
+    """A batch of packs is split so that no unit holds more than max_records records (a pack over
+    it alone); plain events count one each; order is kept."""
+    from streams.packs import pack_size, units
+
+    def event(value: bytes) -> SimpleNamespace:
+        return SimpleNamespace(message=SimpleNamespace(value=value))
+
+    def pack(n: int) -> bytes:
+        return CODEC.encode(PACK, {"items": [{"key": b"k", "value": b"v"}] * n})
+
+    assert [pack_size(pack(n), CODEC) for n in (0, 1, 63, 64, 700)] == [0, 1, 63, 64, 700]
+    assert pack_size(CODEC.encode("ItemDecided", {"dedup_key": "k", "referral_id": "r", "decided_at": 1}), CODEC) == 0
+    events = [event(pack(n)) for n in (200, 200, 200, 700, 10)] + [event(b"tick")] * 3
+    got = units(events, CODEC, 500)
+    assert [len(u) for u in got] == [2, 1, 1, 4] and [e for u in got for e in u] == events
