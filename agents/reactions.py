@@ -215,6 +215,8 @@ def register(pipe: Pipeline) -> Any:
                 for item in unpack(pipe.codec.decode(msg.value, PACK), msg):
                     try:
                         await reactor.on_routed(item)
+                    except RejectedError as exc:
+                        await pipe.reject(item, exc.code, exc.message)
                     except Exception as exc:  # a bug must cost one record, never the pack
                         log.exception("reactions failed on an item of %s/%s/%s", msg.topic, msg.partition, msg.offset)
                         await pipe.reject(item, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")

@@ -78,6 +78,7 @@ def latest_writes(box: Outbox) -> Outbox:
         return box
     return [box[i] for i in sorted(last.values())]
 
+
 TRACE = os.environ.get("SIGNALEMENT_EOS_TRACE")  # a file: commits, first events and undos as JSON lines
 
 
