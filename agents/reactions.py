@@ -208,18 +208,24 @@ def register(pipe: Pipeline) -> Any:
             await pipe.each_partition(events, handle)
 
     async def handle(msg: Any) -> None:
+        if msg.topic != names.routed:
+            await step(msg)
+            return
+        try:
+            items = unpack(pipe.codec.decode(msg.value, PACK), msg)
+        except Exception as exc:  # internal records are ours: a bad one is a bug, dead-lettered
+            log.exception("reactions cannot read %s/%s/%s", msg.topic, msg.partition, msg.offset)
+            await pipe.reject(msg, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+            return
+        for item in items:  # each item of a pack as the record it stands for
+            await step(item)
+
+    async def step(msg: Any) -> None:
         try:
             if msg.topic == names.ticks:
                 await reactor.on_tick(msg.partition)
             elif msg.topic == names.routed:
-                for item in unpack(pipe.codec.decode(msg.value, PACK), msg):
-                    try:
-                        await reactor.on_routed(item)
-                    except RejectedError as exc:
-                        await pipe.reject(item, exc.code, exc.message)
-                    except Exception as exc:  # a bug must cost one record, never the pack
-                        log.exception("reactions failed on an item of %s/%s/%s", msg.topic, msg.partition, msg.offset)
-                        await pipe.reject(item, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+                await reactor.on_routed(msg)
             else:
                 await reactor.on_decision(msg)
         except RejectedError as exc:

@@ -75,10 +75,15 @@ def split(items: list[dict[str, bytes]], max_bytes: int) -> Iterator[list[dict[s
         yield chunk
 
 
+def is_pack(value: bytes | None, codec: Codec) -> bool:
+    """Whether a record's value is a pack (by its schema fingerprint, without decoding it)."""
+    return value is not None and value[2:10] == codec.schema(PACK).header[2:]
+
+
 def pack_size(value: bytes | None, codec: Codec) -> int:
     """Records in a pack, read from its array's first block count (our encoder writes one block);
     0 if the value is no pack."""
-    if value is None or value[2:10] != codec.schema(PACK).header[2:]:
+    if value is None or not is_pack(value, codec):
         return 0
     n = shift = 0
     for byte in value[10:20]:  # a zigzag varint

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams.codec import default_codec
 from streams.config import ROOT, Settings
-from streams.packs import PACK
+from streams.packs import PACK, is_pack
 
 _producers: dict[str, Producer] = {}
 
@@ -66,11 +66,10 @@ def records(m: Any, raw: bool = False) -> list[Message]:
     """A consumed confluent-kafka message as test Messages: a pack of candidates (streams/packs.py)
     as its items, each addressed like the pack, unless `raw`."""
     msg = Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1])
-    value = msg.value or b""
-    if raw or value[2:10] != default_codec().schema(PACK).header[2:]:
+    if raw or not is_pack(msg.value, default_codec()):
         return [msg]
     return [Message(msg.topic, msg.partition, msg.offset, item["key"], item["value"], msg.timestamp)
-            for item in default_codec().decode(value, PACK)["items"]]
+            for item in default_codec().decode(msg.value, PACK)["items"]]
 
 
 def read_topic(settings: Settings, topic: str, expect: int | None = None, idle_s: float = 3.0,
