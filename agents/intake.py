@@ -9,7 +9,7 @@ from typing import Any, cast
 from agents.logic.dedup import dedup_key
 from agents.logic.intake import Intake
 from agents.logic.priority import claims_urgency
-from streams.app import BATCH, BATCH_WITHIN_S, Pipeline, now_ms
+from streams.app import BATCH, Pipeline, now_ms
 from streams.errors import RejectedError
 from streams.records import Referral
 
@@ -29,13 +29,13 @@ def register(pipe: Pipeline) -> tuple[Any, Any]:
     @pipe.app.agent(pipe.source(*main), name="signalement.intake")
     async def intake(stream: Any) -> None:
         """reports.* -> internal.dedup[.urgent] | referrals.rejected"""
-        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+        async for events in stream.take_events(BATCH, pipe.settings.batch_within):
             await pipe.each_partition(events, take)
 
     @pipe.app.agent(pipe.source(*urgent_topics), name="signalement.intake.urgent")
     async def intake_urgent(stream: Any) -> None:
         """reports.*.urgent -> internal.dedup[.urgent] | referrals.rejected"""
-        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+        async for events in stream.take_events(BATCH, pipe.settings.batch_within):
             await pipe.each_partition(events, take_urgent)
 
     async def take_urgent(msg: Any) -> None:

@@ -22,7 +22,7 @@ from agents.logic.dedup import dedup_key
 from agents.logic.overdue import DeadlineIndex, overdue_alert
 from agents.logic.validate import check_decision
 from agents.ticks import register_ticks
-from streams.app import BATCH, BATCH_WITHIN_S, Pipeline, now_ms
+from streams.app import BATCH, Pipeline, now_ms
 from streams.errors import RejectedError
 from streams.packs import PACK, unpack
 from streams.records import OperatorDecision, Reaction, RoutedReferral
@@ -204,7 +204,7 @@ def register(pipe: Pipeline) -> Any:
     @pipe.app.agent(source, name="signalement.reactions")
     async def reactions(stream: Any) -> None:
         """internal.routed + decisions + ticks -> reactions, overdue, internal.windows | rejected"""
-        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+        async for events in stream.take_events(BATCH, pipe.settings.batch_within):
             await pipe.each_partition(events, handle)
 
     async def handle(msg: Any) -> None:

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from agents.logic import dedup
-from streams.app import BATCH, BATCH_WITHIN_S, Pipeline, now_ms
+from streams.app import BATCH, Pipeline, now_ms
 from streams.packs import PACK, unpack
 from streams.records import RoutedReferral
 
@@ -83,7 +83,7 @@ def register(pipe: Pipeline) -> tuple[Any, Any]:
     @pipe.app.agent(pipe.source(names.dedup_items, names.ticks), name="signalement.routing")
     async def routing(stream: Any) -> None:
         """internal.dedup + ticks -> referrals.accepted + lane | duplicates | unroutable"""
-        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+        async for events in stream.take_events(BATCH, pipe.settings.batch_within):
             await pipe.each_partition(events, handle)
 
     # The urgent candidates have an agent of their own, on the same table (its partitions follow
@@ -93,7 +93,7 @@ def register(pipe: Pipeline) -> tuple[Any, Any]:
     @pipe.app.agent(pipe.source(names.dedup_urgent), name="signalement.routing.urgent")
     async def routing_urgent(stream: Any) -> None:
         """internal.dedup.urgent -> referrals.accepted + lane | duplicates | unroutable"""
-        async for events in stream.take_events(BATCH, BATCH_WITHIN_S):
+        async for events in stream.take_events(BATCH, pipe.settings.batch_within):
             await pipe.each_partition(events, handle)
 
     async def handle(msg: Any) -> None:

@@ -1,7 +1,9 @@
 """`python -m bench profile`: where the worker's time goes, sampled with py-spy (not part of `all`).
 
-A worker drains a backlog of the realistic mix (then operators decide on part of it) while py-spy
-samples it (`py-spy record --format raw`, 100 Hz, all threads). The samples are grouped into the
+A worker drains a backlog of the realistic mix (then, with `--paced`, takes the mix as it arrives at
+a steady rate, as in the latency benchmark; then operators decide on part of it) while py-spy
+samples it (`py-spy record --format raw`, 100 Hz, all threads). The paced phase also measures the
+worker's CPU per referral without py-spy attached, for the first half of its load. The samples are grouped into the
 pipeline's own steps and Faust / aiokafka / asyncio machinery; the JSON keeps the top frames.
 Needs py-spy (`.venv/bin/pip install py-spy`).
 """
@@ -39,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=40_000, help="referrals in the backlog (40000)")
     p.add_argument("--decisions", type=int, default=6_000, help="referrals then acknowledged and removed (6000)")
     p.add_argument("--seconds", type=int, default=30, help="seconds sampled per phase (30)")
+    p.add_argument("--paced", type=float, default=0.0,
+                   help="also sample while the mix arrives paced at this many referrals/s (0: no)")
     p.add_argument("--raw", type=Path, default=None, help="also keep py-spy's raw samples in this folder")
 
 
@@ -74,13 +78,33 @@ def keep(raw: Path, folder: Path | None) -> None:
         shutil.copy(raw, folder / raw.name)
 
 
+def paced_phase(run: Run, args: argparse.Namespace, result: Result) -> None:
+    """The mix at `args.paced`/s for twice `args.seconds`: CPU per referral in the first half, samples in the second."""
+    from bench.latency import Pacer
+
+    worker = run.procs[0]
+    pacer = Pacer(run, Generator(mix=Mix(), seed=5), args.paced, 2 * args.seconds + 1).start()
+    time.sleep(0.5)
+    cpu0, t0 = worker.cpu_seconds(), time.monotonic()
+    time.sleep(args.seconds)
+    cpu, wall = worker.cpu_seconds() - cpu0, time.monotonic() - t0
+    raw = run.tmp / "paced.txt"
+    spy(worker.pid, raw, args.seconds).wait()
+    pacer.join()
+    per = 1e6 * cpu / max(1.0, args.paced * wall)
+    result.add("paced: worker CPU per referral", round(per), "µs",
+               f"{args.paced:,.0f}/s for {wall:.1f} s: {cpu:.2f} CPU s ({100 * cpu / wall:.0f} % of a core), no py-spy")
+    result.details["paced"] = {**summarise(raw), "rate": args.paced, "cpu_s": round(cpu, 2), "wall_s": round(wall, 1)}
+    keep(raw, args.raw)
+
+
 def run(args: argparse.Namespace) -> Result:
     from bench.throughput import decisions_phase
 
     if not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists()):
         raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
     result = Result("profile", "Profile: where the worker's time goes (py-spy samples)",
-                    {"n": args.n, "decisions": args.decisions, "seconds": args.seconds})
+                    {"n": args.n, "decisions": args.decisions, "seconds": args.seconds, "paced": args.paced})
     with Run("prof", workers=1, sink=True) as run:
         run.preload(Generator(mix=Mix(), seed=3).records(args.n, int(time.time() * 1000)))
         run.open_tally()
@@ -93,6 +117,8 @@ def run(args: argparse.Namespace) -> Result:
         proc.wait()
         result.details["referrals"] = summarise(raw)
         keep(raw, args.raw)
+        if args.paced:
+            paced_phase(run, args, result)
         if args.decisions:
             raw = run.tmp / "decisions.txt"
             proc = spy(run.procs[0].pid, raw, args.seconds)
@@ -100,7 +126,7 @@ def run(args: argparse.Namespace) -> Result:
             proc.wait()
             result.details["decisions"] = summarise(raw)
             keep(raw, args.raw)
-    for phase in ("referrals", "decisions"):
+    for phase in ("referrals", "paced", "decisions"):
         summary = result.details.get(phase)
         if isinstance(summary, dict):
             for name, pct in summary["categories_pct"].items():

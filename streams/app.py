@@ -34,13 +34,13 @@ from streams.security import faust_credentials
 from streams.topics import REJECTED_MAX_BYTES, Topics
 
 log = logging.getLogger("signalement")
-# Agents take events in batches (`stream.take_events`): up to BATCH, or what came within BATCH_WITHIN_S,
+# Agents take events in batches (`stream.take_events`): up to BATCH, or what came within
+# SIGNALEMENT_BATCH_WITHIN (Settings.batch_within),
 # handled partition by partition (`Pipeline.each_partition`): one lock, one outbox flush and one ack
 # round per partition group instead of per event. Measured alone it was within noise (Faust still
 # iterates each event, docs/benchmarks.md); 10 ms of waiting at low load is small next to the 100 ms
 # transaction commits of exactly-once.
 BATCH = 500
-BATCH_WITHIN_S = 0.01
 # Records one fetch round hands to the agents (Faust's default: all it holds, thousands behind a
 # backlog). Bounded, a round ends soon and the next starts with the urgent topics' records
 # (streams.flow.patch_urgent_first): a removal order during a crisis burst reached the lane in

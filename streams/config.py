@@ -66,6 +66,11 @@ class Settings:
     urgent_commit_gap: float = 0.01
     # seconds between commits while an agent drains a backlog (streams.eos.Pace; 0: commit_interval)
     backlog_commit_interval: float = 1.0
+    # the worker's first gc generation threshold, with start-up's objects frozen (streams.gctune;
+    # 0: CPython's collector as it comes, whose full collections paused the worker ~50 ms each)
+    gc_threshold: int = 10_000
+    # seconds an agent waits to fill a batch (stream.take_events) before handling what it has
+    batch_within: float = 0.01
     # seconds a produced batch waits for more records (0: a request per record); negative: the
     # guarantee's default (streams.app.producer_linger: 50 ms exactly-once, 5 ms at-least-once)
     producer_linger: float = -1.0

@@ -11,8 +11,10 @@ import faust
 
 from streams.app import Pipeline, build_pipeline, install_event_loop
 from streams.config import Settings
+from streams.gctune import GcClock, tune
 
 log = logging.getLogger("signalement.worker")
+GC_CLOCK = GcClock()
 REPORTED = ("accepted", "duplicated", "escalated", "unroutable", "rejected", "reactions", "overdue", "windows",
             "packs", "packed", "changelog_coalesced")
 
@@ -31,13 +33,14 @@ def register_all(pipe: Pipeline) -> None:
         """Name the event loop the worker runs on (SIGNALEMENT_EVENT_LOOP) once it runs."""
         loop = type(asyncio.get_running_loop())
         log.info("event loop: %s.%s", loop.__module__, loop.__qualname__)
+        tune(pipe.settings.gc_threshold)  # again, with what the app's start built
 
     @pipe.app.timer(60.0, name="signalement.stats")
     async def report_counts() -> None:
         """Say per minute what went where (and reset)."""
         counts = " ".join(f"{k}={pipe.counters.get(k, 0)}" for k in REPORTED)
         codes = " ".join(f"{k}={v}" for k, v in sorted(pipe.counters.items()) if k.startswith("rejected."))
-        log.info("last minute: %s %s", counts, codes)
+        log.info("last minute: %s %s %s", counts, GC_CLOCK.take(), codes)
         pipe.counters.clear()
 
 
@@ -61,5 +64,7 @@ def run(args: argparse.Namespace) -> Any:
         from streams.eos import restore_committed
 
         restore_committed(Path(pipe.app.conf.tabledir))
+    GC_CLOCK.install()
+    tune(settings.gc_threshold)
     worker = faust.Worker(pipe.app, loglevel=args.loglevel, quiet=True)
     return worker.execute_from_commandline()
