@@ -5,10 +5,10 @@ three every 100 of those, and a full collection walks every tracked object, the 
 thousands that Faust, aiokafka and the app built at start-up included. At 1,250 referrals/s that
 was 26 full collections a minute of ~45-53 ms each, each a pause of the event loop (every agent
 waits), and ~2.5 s of collections a minute in all. `tune` moves what start-up built out of the
-collector's reach (`gc.freeze`: such objects are never collected, so it runs at start-up only)
-and raises the youngest generation's threshold: 5 full collections a minute of ~4 ms, 0.13 s in
-all; p99 at 50 % load 529 against 1,101 ms, median of four interleaved pairs (docs/benchmarks.md,
-"What was optimised", 18). `GcClock` times the collections for the worker's per-minute log line.
+collector's reach (`gc.freeze`: such objects are never collected, so it runs before the worker
+starts, never once events flow) and raises the youngest generation's threshold: ~6 full
+collections a minute of ~10 ms, ~0.15 s of collections in all (docs/benchmarks.md, "What was
+optimised", 18). `GcClock` times the collections for the worker's per-minute log line.
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ import gc
 import time
 from dataclasses import dataclass, field
 
-# The older generations' thresholds under a tuned first one (CPython's defaults: 10 and 10).
-OLDER = (20, 100)
+# The older generations' thresholds under a tuned first one: CPython's own, so garbage in reference
+# cycles that outlived a young collection (a Faust event, say, which its consumer tracks weakly
+# until it is freed) is still found within about a million allocations.
+OLDER = (10, 10)
 
 
 def tune(threshold: int) -> None:
     """Freeze what exists now and collect the youngest generation every `threshold` allocations
-    (0: leave the collector as CPython sets it). Call once start-up has built its objects."""
+    (0: leave the collector as CPython sets it). Call once, after start-up built its objects and
+    before any event is taken: an object frozen is never collected."""
     if threshold <= 0:
         return
     gc.collect()  # garbage made by start-up is freed, not frozen

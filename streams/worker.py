@@ -33,7 +33,6 @@ def register_all(pipe: Pipeline) -> None:
         """Name the event loop the worker runs on (SIGNALEMENT_EVENT_LOOP) once it runs."""
         loop = type(asyncio.get_running_loop())
         log.info("event loop: %s.%s", loop.__module__, loop.__qualname__)
-        tune(pipe.settings.gc_threshold)  # again, with what the app's start built
 
     @pipe.app.timer(60.0, name="signalement.stats")
     async def report_counts() -> None:

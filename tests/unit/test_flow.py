@@ -15,7 +15,7 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from streams.flow import patch_urgent_first, release_on_clear
+from streams.flow import patch_urgent_first, release_on_clear, rewind
 
 pytestmark = pytest.mark.unit
 
@@ -253,3 +253,27 @@ def test_a_round_hands_over_the_urgent_topics_records_first() -> None:
     assert round_() == {urgent: [8, 9]}
     assert round_() == {backlog: list(range(500, 1000))}
     assert round_() == {backlog: list(range(1000, 1200)), other: list(range(300))}
+
+
+class Seeker:
+    """Faust's `Consumer.seek` as a rebalance leaves it: partitions no longer assigned refuse."""
+
+    def __init__(self, assigned: set[TP]) -> None:
+        self.assigned = assigned
+        self.positions: dict[TP, int] = {}
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        if tp not in self.assigned:
+            raise RuntimeError(f"IllegalStateError: No current assignment for partition {tp}")
+        self.positions[tp] = offset
+
+
+def test_a_dropped_fetch_is_put_back_on_every_partition_still_ours() -> None:
+    gone, kept, other = TP("reports.pharos", 0), TP("reports.pharos", 1), TP("internal.dedup", 1)
+    records = {gone: [SimpleNamespace(offset=40)], kept: [SimpleNamespace(offset=o) for o in range(100, 150)],
+               other: [SimpleNamespace(offset=7), SimpleNamespace(offset=8)], TP("ticks", 1): []}
+    seeker = Seeker({kept, other})
+    # the partition no longer assigned comes first: a seek of everything would stop there
+    assert asyncio.run(rewind(seeker, records)) == 2
+    assert seeker.positions == {kept: 100, other: 7}
+    assert asyncio.run(rewind(seeker, None)) == 0
