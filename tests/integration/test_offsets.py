@@ -53,3 +53,52 @@ def test_the_next_owner_waits_for_a_transactions_offsets(stack: Settings, topic_
             reader.close()
     finally:
         owner.close()
+
+
+def test_a_seek_to_committed_offsets_puts_back_a_partition_never_committed(stack: Settings, topic_prefix: str) -> None:
+    """aiokafka's `seek_to_committed` leaves a partition without a committed offset where the last
+    fetch left it; Faust drops a fetch cut by a rebalance and counts on that seek to read it again,
+    so on a fresh topic the first fetch round was skipped (50 reports lost in two-worker runs).
+    `reset_uncommitted` puts such a partition back at its start, and leaves committed ones alone."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition as AioTP
+
+    from streams.eos import reset_uncommitted
+
+    conf = stack.confluent()
+    topic, group = f"{topic_prefix}fresh", f"{topic_prefix}group"
+    admin = AdminClient(conf)
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result()
+    plain = Producer(conf)
+    for i in range(100):
+        plain.produce(topic, b"%d" % i, partition=i % 2)
+    plain.flush()
+    committer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
+    committer.commit(offsets=[TopicPartition(topic, 1, 30)], asynchronous=False)  # partition 1: committed at 30
+    committer.close()
+    fresh, done = AioTP(topic, 0), AioTP(topic, 1)
+
+    async def run() -> tuple[dict[AioTP, int], dict[AioTP, int], list[AioTP]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=group, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", max_poll_records=20)
+        await consumer.start()
+        try:
+            consumer.assign([fresh, done])
+            for _ in range(100):  # read past the first records of both partitions
+                await consumer.getmany(timeout_ms=500)
+                if await consumer.position(fresh) >= 20 and await consumer.position(done) >= 50:
+                    break
+            committed = await consumer.seek_to_committed()
+            after_aiokafka = {tp: await consumer.position(tp) for tp in (fresh, done)}
+            reset = await reset_uncommitted(consumer, committed)
+            return after_aiokafka, {tp: await consumer.position(tp) for tp in (fresh, done)}, reset
+        finally:
+            await consumer.stop()
+
+    after_aiokafka, after_reset, reset = asyncio.run(run())
+    assert after_aiokafka[fresh] >= 20  # aiokafka kept the fetched-past position: those records would be skipped
+    assert after_aiokafka[done] == 30
+    assert reset == [fresh]
+    assert after_reset == {fresh: 0, done: 30}
