@@ -421,7 +421,10 @@ def patch_stable_seek(thread_class: Any, confluent: dict[str, object], group: st
             if waited > 1.0:
                 log.info("waited %.1f s for the committed offsets of %d partitions to be stable", waited, len(tps))
         committed = await original(self)
-        await self.call_thread(reset_uncommitted, self._ensure_consumer(), committed,
+        # the stream partitions only: Faust's table recovery positions the changelogs itself
+        changelogs = self.app.tables.changelog_topics
+        streams = {tp: offset for tp, offset in committed.items() if tp.topic not in changelogs}
+        await self.call_thread(reset_uncommitted, self._ensure_consumer(), streams,
                                self.app.conf.consumer_auto_offset_reset)
         return committed
 

@@ -234,3 +234,45 @@ def test_a_commit_carries_the_offsets_of_every_event_handled_before_it() -> None
     assert offsets_to_commit(faust, handled, committed) == {reports: 779, ticks: 9}
     assert offsets_to_commit({}, handled, {}) == handled
     assert offsets_to_commit({reports: 780}, handled, {}) == {reports: 780, dedup: 40, old: 7}
+
+
+def test_the_seek_to_committed_offsets_puts_back_only_stream_partitions_never_committed() -> None:
+    """aiokafka seeks only partitions with a committed offset above 0 (tests/integration/test_offsets.py);
+    the others go back to their start, except the tables' changelogs, which recovery positions."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from streams.eos import patch_stable_seek
+
+    committed = {TP("reports.pharos", 0): None, TP("reports.pharos", 1): 120, TP("internal.dedup", 2): 0,
+                 TP("app-dedup-items-changelog", 2): None}
+    sought: list[tuple[str, tuple[tuple[str, int], ...]]] = []
+
+    class Aiokafka:
+        async def seek_to_beginning(self, *tps: Any) -> None:
+            sought.append(("beginning", tuple(sorted((tp.topic, tp.partition) for tp in tps))))
+
+        async def seek_to_end(self, *tps: Any) -> None:
+            sought.append(("end", tuple(sorted((tp.topic, tp.partition) for tp in tps))))
+
+    class Thread:
+        app = SimpleNamespace(tables=SimpleNamespace(changelog_topics={"app-dedup-items-changelog"}),
+                              conf=SimpleNamespace(consumer_auto_offset_reset="earliest"))
+
+        def assignment(self) -> set[TP]:
+            return set()  # no stable-offsets wait (it needs a broker)
+
+        async def seek_to_committed(self) -> dict[TP, int | None]:
+            return dict(committed)
+
+        def _ensure_consumer(self) -> Aiokafka:
+            return Aiokafka()
+
+        async def call_thread(self, fun: Any, *args: Any) -> Any:
+            return await fun(*args)
+
+    patch_stable_seek(Thread, {}, "app")
+    assert asyncio.run(Thread().seek_to_committed()) == committed  # Faust still gets what was committed
+    assert sought == [("beginning", (("internal.dedup", 2), ("reports.pharos", 0)))]
