@@ -5,6 +5,7 @@
     python -m bench all            # every benchmark with its default (time-bounded) parameters
     python -m bench report         # the results as Markdown into docs/benchmarks.md
     python -m bench profile        # where the worker's time goes (py-spy; not part of `all`)
+    python -m bench soak           # workers started together, again and again: anything lost? (not in `all`)
 
 Results go to bench/results/<name>.json; docs/benchmarks.md explains the method and the figures.
 """
@@ -29,6 +30,9 @@ BENCHMARKS = {
     "analytics": ("bench.analytics", "sink rows/s; catalogue query latency over millions of reactions"),
 }
 
+# run on demand only: a check of the rebalances at start-up, several minutes, not a rate
+SOAK = ("bench.soak", "workers started together on a preloaded backlog, again and again; losses located")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
@@ -37,10 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in BENCHMARKS.items():
         importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text.replace("%", "%%")))
     sub.add_parser("all", help="every benchmark, defaults, in order")
-    from bench import profile, report
+    from bench import profile, report, soak
 
     report.add_arguments(sub.add_parser("report", help="the results as Markdown into docs/benchmarks.md"))
     profile.add_arguments(sub.add_parser("profile", help="py-spy samples of the worker, grouped (not in `all`)"))
+    soak.add_arguments(sub.add_parser("soak", help=SOAK[1] + " (not in `all`)"))
     return parser
 
 
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return report.run(args)
     if args.name == "profile":
         BENCHMARKS["profile"] = ("bench.profile", "py-spy samples of the worker, grouped")
+    if args.name == "soak":
+        BENCHMARKS["soak"] = SOAK
     if args.name != "all":
         return 0 if run_one(args.name, args) else 1
     started, failed = time.monotonic(), []

@@ -9,11 +9,11 @@ referral_id): an escalation re-issues a key in a second lane, so distinct keys c
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
 from bench.load import Record
 from clients.kafka import producer_config
@@ -216,30 +216,35 @@ def lane_topics(names: Topics, operators: Iterable[str]) -> list[str]:
     return [names.lane(op, p) for op in sorted(operators) for p in ("CRITICAL", "HIGH", "STANDARD")]
 
 
-def keys_by_topic(settings: Settings, topics: list[str], timeout: float = 60.0) -> dict[str, list[bytes]]:
-    """Every key of some topics, read from the beginning up to their current end (read_committed)."""
+def messages(settings: Settings, topics: list[str], timeout: float = 60.0) -> Iterator[Message]:
+    """Every record of some topics, read from the beginning up to their current end (read_committed)."""
     c = consumer(settings)
     try:
         parts = partitions(c, topics)
         ends = end_offsets(c, parts)
         c.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in parts])
-        out: dict[str, list[bytes]] = {t: [] for t in topics}
         done: set[tuple[str, int]] = {k for k, v in ends.items() if v == 0}
         end = time.monotonic() + timeout
         while len(done) < len(ends) and time.monotonic() < end:
             for m in c.consume(10_000, 0.2):
                 if m.error():
                     continue
-                topic, partition, offset = str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)
-                out[topic].append(m.key() or b"")
-                if offset + 1 >= ends[(topic, partition)]:
-                    done.add((topic, partition))
+                yield m
+                if int(m.offset() or 0) + 1 >= ends[(str(m.topic()), int(m.partition() or 0))]:
+                    done.add((str(m.topic()), int(m.partition() or 0)))
             for (topic, partition), high in ends.items():  # transaction markers end some partitions
                 if (topic, partition) not in done and c.position([TopicPartition(topic, partition)])[0].offset >= high:
                     done.add((topic, partition))
-        return out
     finally:
         c.close()
+
+
+def keys_by_topic(settings: Settings, topics: list[str], timeout: float = 60.0) -> dict[str, list[bytes]]:
+    """Every key of some topics, read from the beginning up to their current end (read_committed)."""
+    out: dict[str, list[bytes]] = {t: [] for t in topics}
+    for m in messages(settings, topics, timeout):
+        out[str(m.topic())].append(m.key() or b"")
+    return out
 
 
 def rejection_codes(settings: Settings, rejected: str, sources: set[str], timeout: float = 30.0) -> dict[str, int]:
