@@ -15,15 +15,22 @@ from streams.config import Settings
 from streams.eos import wait_for_stable_offsets
 
 
+def topic_with_records(conf: dict[str, object], topic: str, partitions: int, records: int) -> AdminClient:
+    """A new topic holding `records` records spread over its partitions in turn; returns the admin
+    client that made it, for the caller's further admin calls."""
+    admin = AdminClient(conf)  # type: ignore[arg-type]
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result()
+    plain = Producer(conf)  # type: ignore[arg-type]
+    for i in range(records):
+        plain.produce(topic, b"%d" % i, partition=i % partitions)
+    plain.flush()
+    return admin
+
+
 def test_the_next_owner_waits_for_a_transactions_offsets(stack: Settings, topic_prefix: str) -> None:
     conf = stack.confluent()
     topic, group = f"{topic_prefix}offsets", f"{topic_prefix}group"
-    admin = AdminClient(conf)
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
-    plain = Producer(conf)
-    for i in range(3):
-        plain.produce(topic, b"%d" % i)
-    plain.flush()
+    admin = topic_with_records(conf, topic, partitions=1, records=3)
     owner = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
     owner.subscribe([topic])
     deadline = time.monotonic() + 30
@@ -69,12 +76,7 @@ def test_a_seek_to_committed_offsets_puts_back_a_partition_never_committed(stack
 
     conf = stack.confluent()
     topic, group = f"{topic_prefix}fresh", f"{topic_prefix}group"
-    admin = AdminClient(conf)
-    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result()
-    plain = Producer(conf)
-    for i in range(100):
-        plain.produce(topic, b"%d" % i, partition=i % 2)
-    plain.flush()
+    topic_with_records(conf, topic, partitions=2, records=100)
     committer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
     committer.commit(offsets=[TopicPartition(topic, 1, 30)], asynchronous=False)  # partition 1: committed at 30
     committer.close()

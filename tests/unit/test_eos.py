@@ -254,9 +254,6 @@ def test_the_seek_to_committed_offsets_puts_back_only_stream_partitions_never_co
         def seek(self, tp: Any, offset: int) -> None:
             sought.append((f"{tp.topic}:{tp.partition}", offset))
 
-        async def seek_to_end(self, *tps: Any) -> None:
-            sought.append(("end", tuple(sorted((tp.topic, tp.partition) for tp in tps))))
-
     class Thread:
         app = SimpleNamespace(tables=SimpleNamespace(changelog_topics={"app-dedup-items-changelog"}),
                               conf=SimpleNamespace(consumer_auto_offset_reset="earliest"))
