@@ -1,5 +1,6 @@
 """`python -m bench report`: the results in bench/results/*.json as Markdown, written into docs/benchmarks.md
-between the `<!-- results:begin -->` and `<!-- results:end -->` markers (or printed with --print).
+between the `<!-- results:begin -->` and `<!-- results:end -->` markers (or printed with --print), and
+their charts (bench/charts.py) into docs/charts/.
 
 So the figures in the docs are exactly those of the JSON files, with their ceiling ratios.
 """
@@ -11,10 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import charts
 from bench.common import RESULTS, console
 from streams.config import ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
+CHARTS = ROOT / "docs" / "charts"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ORDER = ("ceilings", "throughput", "latency", "crisis", "state", "analytics", "analytics_queries", "analytics_baseline")
 
@@ -88,4 +91,6 @@ def run(args: argparse.Namespace) -> int:
     _, tail = rest.split(END, 1)
     DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
     console.print(f"results written into {Path(DOC).relative_to(ROOT)}")
+    for path in charts.write(RESULTS, CHARTS):
+        console.print(f"chart written: {path.relative_to(ROOT)}")
     return 0

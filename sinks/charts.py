@@ -57,8 +57,10 @@ def _y_axis(top: float, step: float, fmt: Callable[[float], str], height: int = 
 
 
 def line_chart(title: str, series: Sequence[Series], x_fmt: Callable[[float], str],
-               y_fmt: Callable[[float], str], y_steps: Sequence[float] = DURATION_STEPS) -> str:
-    """Lines with dots over a shared x axis; y from 0."""
+               y_fmt: Callable[[float], str], y_steps: Sequence[float] = DURATION_STEPS,
+               x_ticks: Sequence[float] | None = None) -> str:
+    """Lines with dots over a shared x axis; y from 0. Six evenly spaced x ticks unless `x_ticks`
+    names them (an ordinal axis: one tick per run)."""
     xs = sorted({x for s in series for x, _ in s.points})
     ys = [y for s in series for _, y in s.points]
     if not xs:
@@ -74,7 +76,7 @@ def line_chart(title: str, series: Sequence[Series], x_fmt: Callable[[float], st
     def py(y: float) -> float:
         return H - BOTTOM - plot_h * y / axis_max
 
-    ticks = [lo + (hi - lo) * k / 5 for k in range(6)] if len(xs) > 1 else xs
+    ticks = list(x_ticks) if x_ticks is not None else [lo + (hi - lo) * k / 5 for k in range(6)] if len(xs) > 1 else xs
     for x in ticks:
         body.append(f'<text x="{px(x):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{escape(x_fmt(x))}</text>')
     for s in series:
