@@ -24,7 +24,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,6 +172,47 @@ def level(run: Run, arrivals: Arrivals, fraction: float, rate: float, seconds: f
                   f"({vis['n']:,} arrivals)")
 
 
+STAGES = ("to intake's send", "to routing's send", "to visible")
+
+
+def stages(sent: Mapping[str, int], candidate_at: Mapping[str, int], routed_at: Mapping[str, int],
+           visible_ms: Mapping[str, int]) -> dict[str, dict[str, float | int | None]]:
+    """Where each referral's time to the lane went, hop by hop (ms; percentiles of each stage over the
+    referrals seen at every step): from reported_at to intake's send of its candidate (the pack's
+    timestamp in internal.dedup[.urgent]), then to routing's send of the lane record (its
+    timestamp: this includes waiting for intake's transaction to commit), then to being visible
+    to a read_committed reader (routing's commit and the reader's fetch)."""
+    rows = [(at, candidate_at[rid], routed_at[rid], at + visible_ms[rid]) for rid, at in sent.items()
+            if rid in candidate_at and rid in routed_at and rid in visible_ms]
+    return {name: percentiles([row[i + 1] - row[i] for row in rows]) for i, name in enumerate(STAGES)}
+
+
+def critical_stages(run: Run, arrivals: Arrivals, critical: Pacer) -> dict[str, dict[str, float | int | None]]:
+    """`stages` of the critical referrals, from the topics' record timestamps."""
+    from bench.soak import referral_ids
+    from streams.codec import default_codec
+
+    codec = default_codec()
+    sent = {key.decode(): at for key, at in critical.sent.items()}
+    candidate_at: dict[str, int] = {}
+    for m in kafkaio.messages(run.settings, [run.names.dedup_urgent, run.names.dedup_items]):
+        for rid in referral_ids(m.value(), codec):
+            if rid in sent:
+                candidate_at.setdefault(rid, m.timestamp()[1])
+    routed_at = {key.decode(): m_ts for key, m_ts in lane_timestamps(run, run.names.lane("google", "CRITICAL"))
+                 if key.decode() in sent}
+    visible = {key.decode(): ms for key, ms in arrivals.visible.items() if key in critical.sent}
+    return stages(sent, candidate_at, routed_at, visible)
+
+
+def lane_timestamps(run: Run, lane: str) -> list[tuple[bytes, int]]:
+    """(key, record timestamp) of a lane's records, first occurrence of each key."""
+    seen: dict[bytes, int] = {}
+    for m in kafkaio.messages(run.settings, [lane]):
+        seen.setdefault(m.key() or b"", m.timestamp()[1])
+    return list(seen.items())
+
+
 def critical_phase(run: Run, arrivals: Arrivals, args: argparse.Namespace, rate: float, result: Result) -> None:
     standard = run.names.lane("google", "STANDARD")
     assert run.tally is not None
@@ -218,11 +259,17 @@ def critical_phase(run: Run, arrivals: Arrivals, args: argparse.Namespace, rate:
         result.add(f"critical {q} under backlog (to the operator)", lat[q], "ms", note if q == "p50" else "")
     result.add("critical p99 under backlog (visible in the lane)", in_lane["p99"], "ms",
                "reported_at -> visible in operator.google.critical")
+    by_stage = critical_stages(run, arrivals, critical)
+    for name, pct in by_stage.items():
+        result.add(f"critical p99 under backlog, {name}", pct["p99"], "ms",
+                   "hop by hop: reported_at -> intake's send -> routing's send -> visible in the lane"
+                   if name == STAGES[0] else "")
     result.details["critical under backlog"] = {"operator": lat, "lane": in_lane, "queued_at_start": queued,
                                                 "left_at_end": backlog_left, "handled": handled,
-                                                "background_rate": args.background * rate}
+                                                "background_rate": args.background * rate, "stages": by_stage}
     console.print(f"  critical under backlog: p50 {lat['p50']} p99 {lat['p99']} max {lat['max']} ms; "
-                  f"{backlog_left:,} standard still queued")
+                  f"{backlog_left:,} standard still queued; by hop (p50 / p99): "
+                  + ", ".join(f"{name} {pct['p50']} / {pct['p99']}" for name, pct in by_stage.items()))
 
 
 def warm_up(run: Run, rate: float) -> Arrivals:
