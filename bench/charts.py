@@ -163,7 +163,7 @@ def render(results: Path) -> Mapping[str, str]:
     """File name -> SVG, for every chart the results allow."""
     all_runs = runs(results)
     out = {"benchmarks-targets.svg": history(all_runs)}
-    latest = dict(all_runs[-1][1]) if all_runs and all_runs[-1][0] == LATEST else {}
+    latest = all_runs[-1][1] if all_runs and all_runs[-1][0] == LATEST else {}
     if "latency" in latest:
         out["benchmarks-latency.svg"] = latency_levels(latest["latency"])
     if "throughput" in latest:

@@ -9,7 +9,7 @@ referral_id): an escalation re-issues a key in a second lane, so distinct keys c
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +17,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from bench.load import Record
 from clients.kafka import producer_config
-from streams.codec import default_codec
+from streams.codec import Codec, default_codec
 from streams.config import Settings
+from streams.packs import PACK, is_pack
 from streams.topics import Topics
 
 
@@ -239,6 +240,33 @@ def messages(settings: Settings, topics: list[str], timeout: float = 60.0) -> It
         c.close()
 
 
+def referral_ids(value: bytes | None, codec: Codec) -> list[str]:
+    """The referral ids a record stands for: a referral's, a pack's items', a duplicate's own, a
+    rejection's original record's; none for bytes that do not decode (a malformed report)."""
+    if value is None:
+        return []
+    try:
+        if is_pack(value, codec):
+            return [i for item in codec.decode(value, PACK)["items"] for i in referral_ids(item["value"], codec)]
+        _name, record = codec.decode_any(value)
+    except Exception:
+        return []
+    fields: Mapping[str, Any] = record  # type: ignore[assignment]
+    if "error_code" in fields:  # a Rejection: what was refused
+        return referral_ids(fields.get("value"), codec)
+    rid = fields.get("referral_id")
+    return [rid] if isinstance(rid, str) and rid else []
+
+
+def first_seen(settings: Settings, topics: list[str], codec: Codec, timeout: float = 60.0) -> dict[str, Message]:
+    """The first record each referral id appears in (`referral_ids`), over some topics (`messages`)."""
+    seen: dict[str, Message] = {}
+    for m in messages(settings, topics, timeout):
+        for rid in referral_ids(m.value(), codec):
+            seen.setdefault(rid, m)
+    return seen
+
+
 def keys_by_topic(settings: Settings, topics: list[str], timeout: float = 60.0) -> dict[str, list[bytes]]:
     """Every key of some topics, read from the beginning up to their current end (read_committed)."""
     out: dict[str, list[bytes]] = {t: [] for t in topics}
@@ -249,8 +277,6 @@ def keys_by_topic(settings: Settings, topics: list[str], timeout: float = 60.0) 
 
 def rejection_codes(settings: Settings, rejected: str, sources: set[str], timeout: float = 30.0) -> dict[str, int]:
     """Dead letters on `rejected` whose source topic is one of `sources`, counted by error code."""
-    from streams.codec import default_codec
-
     codec, out = default_codec(), dict[str, int]()
     c = consumer(settings)
     try:

@@ -189,28 +189,18 @@ def stages(sent: Mapping[str, int], candidate_at: Mapping[str, int], routed_at: 
 
 def critical_stages(run: Run, arrivals: Arrivals, critical: Pacer) -> dict[str, dict[str, float | int | None]]:
     """`stages` of the critical referrals, from the topics' record timestamps."""
-    from bench.soak import referral_ids
     from streams.codec import default_codec
 
     codec = default_codec()
     sent = {key.decode(): at for key, at in critical.sent.items()}
-    candidate_at: dict[str, int] = {}
-    for m in kafkaio.messages(run.settings, [run.names.dedup_urgent, run.names.dedup_items]):
-        for rid in referral_ids(m.value(), codec):
-            if rid in sent:
-                candidate_at.setdefault(rid, m.timestamp()[1])
-    routed_at = {key.decode(): m_ts for key, m_ts in lane_timestamps(run, run.names.lane("google", "CRITICAL"))
-                 if key.decode() in sent}
+
+    def first_timestamps(topics: list[str]) -> dict[str, int]:
+        return {rid: m.timestamp()[1] for rid, m in kafkaio.first_seen(run.settings, topics, codec).items()
+                if rid in sent}
+
     visible = {key.decode(): ms for key, ms in arrivals.visible.items() if key in critical.sent}
-    return stages(sent, candidate_at, routed_at, visible)
-
-
-def lane_timestamps(run: Run, lane: str) -> list[tuple[bytes, int]]:
-    """(key, record timestamp) of a lane's records, first occurrence of each key."""
-    seen: dict[bytes, int] = {}
-    for m in kafkaio.messages(run.settings, [lane]):
-        seen.setdefault(m.key() or b"", m.timestamp()[1])
-    return list(seen.items())
+    return stages(sent, first_timestamps(run.names.candidates), first_timestamps([run.names.lane("google", "CRITICAL")]),
+                  visible)
 
 
 def critical_phase(run: Run, arrivals: Arrivals, args: argparse.Namespace, rate: float, result: Result) -> None:

@@ -16,14 +16,12 @@ import argparse
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from bench import kafkaio
 from bench.common import Result, console
 from bench.load import Generator, Mix
 from bench.pipeline import Run
 from streams.codec import Codec, default_codec
-from streams.packs import PACK, is_pack
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,24 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="worker processes started together (2)")
     p.add_argument("--timeout", type=float, default=120.0, help="a run is incomplete after this many s (120)")
     p.add_argument("--no-sink", action="store_true", help="run without the ClickHouse sink")
-
-
-def referral_ids(value: bytes | None, codec: Codec) -> list[str]:
-    """The referral ids a record stands for: a referral's, a pack's items', a duplicate's own, a
-    rejection's original record's; none for bytes that do not decode (a malformed report)."""
-    if value is None:
-        return []
-    try:
-        if is_pack(value, codec):
-            return [i for item in codec.decode(value, PACK)["items"] for i in referral_ids(item["value"], codec)]
-        _name, record = codec.decode_any(value)
-    except Exception:
-        return []
-    fields: Mapping[str, Any] = record  # type: ignore[assignment]
-    if "error_code" in fields:  # a Rejection: what was refused
-        return referral_ids(fields.get("value"), codec)
-    rid = fields.get("referral_id")
-    return [rid] if isinstance(rid, str) and rid else []
 
 
 @dataclass(frozen=True)
@@ -76,12 +56,8 @@ def gaps(sources: Mapping[str, tuple[str, int, int]], out: set[str], rekeyed: se
 
 def ids_of(run: Run, topics: Iterable[str], codec: Codec) -> dict[str, tuple[str, int, int]]:
     """Every referral id in `topics` (read_committed), with where it was first seen (topic unprefixed)."""
-    seen: dict[str, tuple[str, int, int]] = {}
-    for m in kafkaio.messages(run.settings, list(topics), timeout=120):
-        for rid in referral_ids(m.value(), codec):
-            seen.setdefault(rid, (str(m.topic()).removeprefix(run.prefix), int(m.partition() or 0),
-                                  int(m.offset() or 0)))
-    return seen
+    return {rid: (str(m.topic()).removeprefix(run.prefix), int(m.partition() or 0), int(m.offset() or 0))
+            for rid, m in kafkaio.first_seen(run.settings, list(topics), codec, timeout=120).items()}
 
 
 def locate(run: Run) -> list[Gap]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.kafkaio import referral_ids
 from bench.load import Generator, Mix
-from bench.soak import Gap, gaps, referral_ids
+from bench.soak import Gap, gaps
 from streams.codec import default_codec
 from streams.packs import PACK
 
