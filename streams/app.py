@@ -20,6 +20,7 @@ from typing import Any
 import faust
 from faust.streams import _current_event, current_event  # the ContextVar Faust's stream iteration sets per event
 
+from streams.appends import Straight
 from streams.codec import Codec, default_codec
 from streams.config import Settings
 from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, latest_writes, pace, work_lock
@@ -141,6 +142,7 @@ class Pipeline:
     fast_until: float = 0.0  # monotonic time until which the urgent intake counts as keeping up (`arrived`)
     _topics: dict[str, Any] = field(default_factory=dict)
     _producer: Any = None
+    _straight: Straight = field(default_factory=Straight)
 
     def topic(self, name: str) -> Any:
         """A raw-bytes Faust topic, one object per name."""
@@ -252,12 +254,16 @@ class Pipeline:
 
         Straight to the app's producer (the transaction manager under exactly_once), as
         `Topic.send` ends up doing: its FutureMessage, channel and sensor steps were ~10 % of the
-        worker's time in the profile (docs/benchmarks.md). Failures are logged and counted.
+        worker's time in the profile (docs/benchmarks.md); under at_least_once straight to its
+        aiokafka producer (streams/appends.py). Failures are logged and counted.
         """
         producer = self._producer
         if producer is None:
             producer = self._producer = await self.app.maybe_start_producer()
-        fut = await producer.send(topic, key, value, partition, None, None)
+        if self.exactly_once:
+            fut = await producer.send(topic, key, value, partition, None, None)
+        else:
+            fut = await self._straight.send(producer._ensure_producer(), topic, key, value, partition)
         fut.add_done_callback(self._delivered)
         return fut
 

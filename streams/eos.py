@@ -54,8 +54,8 @@ from faust.transport.consumer import TransactionManager
 from faust.types import TP
 from mode import Service
 
+from streams.appends import Straight
 from streams.config import Settings
-from streams.partitioner import partition_for
 
 log = logging.getLogger("signalement.eos")
 JOURNAL = "undo-journal.db"
@@ -172,7 +172,7 @@ class PartitionTransactions(TransactionManager):
         self.handled: dict[TP, int] = {}  # offset after the last event handled, per source partition, until committed
         self.committed: dict[TP, int] = {}  # offsets committed, per source partition
         self._tids: dict[TP, str] = {}
-        self._partitions: dict[str, int] = {}
+        self.straight = Straight()
 
     def transactional_id(self, tp: TP) -> str:
         tid = self._tids.get(tp)
@@ -191,21 +191,10 @@ class PartitionTransactions(TransactionManager):
         txn = self.producer._transaction_producers.get(tid)  # type: ignore[attr-defined]
         if txn is None or timestamp is not None or headers is not None:
             return await self.producer.send(topic, key, value, partition, timestamp, headers, transactional_id=tid)
-        # Straight to the partition's aiokafka producer. Faust's send adds a per-transaction lock
-        # (commits already exclude sends here: both hold `work_lock`) and a signal; aiokafka's
-        # partitioner hashes in Python one byte at a time.
-        if partition is None and key is not None:
-            count = self._partitions.get(topic) or self._count(txn, topic)
-            if count:
-                partition = partition_for(key, count)
-        return await txn.send(topic, value, key=key, partition=partition)
-
-    def _count(self, txn: Any, topic: str) -> int:
-        """Partitions of `topic` per the producer's metadata (0 until it has some: aiokafka then picks)."""
-        parts = txn.client.cluster.partitions_for_topic(topic)
-        if parts:
-            self._partitions[topic] = len(parts)
-        return len(parts or ())
+        # Straight to the partition's aiokafka producer (streams/appends.py). Faust's send adds a
+        # per-transaction lock (commits already exclude sends here: both hold `work_lock`, so an
+        # open batch of the producer was opened in this transaction) and a signal.
+        return await self.straight.send(txn, topic, key, value, partition)
 
     def urgent(self, tp: TP) -> None:
         """A record that must not wait for the commit interval is in the transaction of source
