@@ -49,7 +49,7 @@ class Reactor:
         self.table[key] = orjson.dumps(state)
 
     def _load(self, key: bytes) -> dict[str, Any] | None:
-        raw = self.table.get(key)
+        raw = self.table.read_for_update(key)
         return orjson.loads(raw) if raw is not None else None
 
     async def on_routed(self, msg: Any) -> None:
@@ -71,7 +71,7 @@ class Reactor:
             return
         self._save(key, state)
         self._index(msg.partition, state)
-        held = self.pending.get(key)
+        held = self.pending.read(key)
         if held is not None:
             del self.pending[key]
             self.index[msg.partition].remove(key.decode(), HELD)

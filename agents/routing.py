@@ -119,7 +119,7 @@ def register(pipe: Pipeline) -> tuple[Any, Any]:
 
     async def route(msg: Any, name: str, record: Any) -> None:
         key = msg.key
-        raw = table.get(key)
+        raw = table.read_for_update(key)
         item = dedup.loads(raw) if raw is not None else None
         if name == "ItemDecided":
             decided = dedup.mark_decided(item)

@@ -20,7 +20,7 @@ from typing import Any
 import faust
 from faust.streams import _current_event, current_event  # the ContextVar Faust's stream iteration sets per event
 
-from streams.appends import Straight
+from streams.appends import Appended, Straight
 from streams.codec import Codec, default_codec
 from streams.config import Settings
 from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, latest_writes, pace, work_lock
@@ -264,7 +264,8 @@ class Pipeline:
             fut = await producer.send(topic, key, value, partition, None, None)
         else:
             fut = await self._straight.send(producer._ensure_producer(), topic, key, value, partition)
-        fut.add_done_callback(self._delivered)
+        # a record appended to a batch fails with it: its batch's future serves (no closure per record)
+        (fut.batch if type(fut) is Appended else fut).add_done_callback(self._delivered)
         return fut
 
     def send_packed(self, topic: str, key: bytes, value: bytes) -> None:

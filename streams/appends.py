@@ -73,14 +73,11 @@ class Straight:
     under exactly_once, `Pipeline.send` under at_least_once).
 
     A keyed record's partition is Kafka's (streams/partitioner.py; aiokafka hashes in Python one
-    byte at a time), from the partition count in the producer's metadata (cached per topic; until
-    the producer has metadata for the topic, aiokafka picks), with the last key's hash kept: an
-    event writes one key to several topics (a lane and referrals.accepted), and all the pipeline's
-    topics have the same partition count (streams/topics.py)."""
+    byte at a time), from the partition count in the producer's metadata, cached per topic (until
+    the producer has metadata for the topic, aiokafka picks)."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
-        self.last: tuple[bytes, int, int] | None = None
 
     def partition(self, producer: Any, topic: str, key: bytes) -> int | None:
         count = self.counts.get(topic)
@@ -89,12 +86,7 @@ class Straight:
             if not count:
                 return None
             self.counts[topic] = count
-        last = self.last
-        if last is not None and last[1] == count and last[0] == key:
-            return last[2]
-        partition = partition_for(key, count)
-        self.last = (key, count, partition)
-        return partition
+        return partition_for(key, count)
 
     async def send(self, producer: Any, topic: str, key: bytes | None, value: bytes | None,
                    partition: int | None = None) -> Any:

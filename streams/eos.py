@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.streams import current_event
@@ -572,7 +572,7 @@ class TransactionalTable(faust.Table):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._partition_paths: dict[int, Path] = {}
+        self._partition_paths: dict[int, bytes] = {}
 
     def on_key_set(self, key: Any, value: Any) -> None:
         if not self._queue(key, value):
@@ -583,6 +583,32 @@ class TransactionalTable(faust.Table):  # type: ignore[misc]
         if not self._queue(key, None):
             trace("faust_del", table=self.name, key=key)
             super().on_key_del(key)
+
+    def read(self, key: bytes) -> bytes | None:
+        """The value of `key` in the current event's partition: one RocksDB read.
+
+        Faust's `get` reads twice when the key is there (`__contains__`, then `__getitem__`) and
+        raises and catches a KeyError when it is not."""
+        event, store = current_event(), self.data
+        if event is None or not hasattr(store, "_db_for_partition"):  # outside an event, or not RocksDB
+            return cast(bytes | None, self.get(key))
+        return cast(bytes | None, store._db_for_partition(event.message.partition).get(key))
+
+    def read_for_update(self, key: bytes) -> bytes | None:
+        """`read`, for a value the unit of work will probably write: under exactly_once its
+        before-image goes to the undo journal now (a no-op if this transaction saved it already),
+        so the write does not read it again. Saved and then not written, it is undone to itself."""
+        event, store = current_event(), self.data
+        if event is None or not hasattr(store, "_db_for_partition"):
+            return cast(bytes | None, self.get(key))
+        partition = event.message.partition
+        db = store._db_for_partition(partition)
+        value = db.get(key)
+        transactions = self.app.consumer.transactions
+        if OUTBOX.get() is not None and isinstance(transactions, PartitionTransactions):
+            transactions.journal.remember(transactions.transactional_id(event.message.tp), self._path(store, partition),
+                                          db, key, value)
+        return cast(bytes | None, value)
 
     def _queue(self, key: Any, value: Any) -> bool:
         box = OUTBOX.get()
@@ -603,11 +629,11 @@ class TransactionalTable(faust.Table):  # type: ignore[misc]
         box.append((self.changelog_topic.get_topic_name(), key, value, partition, on_sent))
         return True
 
-    def _path(self, store: Any, partition: int) -> Path:
-        """The partition's RocksDB folder, computed once (Faust derives it from its settings on every call)."""
+    def _path(self, store: Any, partition: int) -> bytes:
+        """The partition's RocksDB folder, encoded once (Faust derives it from its settings on every call)."""
         path = self._partition_paths.get(partition)
         if path is None:
-            path = self._partition_paths[partition] = store.partition_path(partition)
+            path = self._partition_paths[partition] = str(store.partition_path(partition)).encode()
         return path
 
     def _delivered(self, transactions: PartitionTransactions, tid: str, fut: Any) -> None:
@@ -620,6 +646,9 @@ class TransactionalTable(faust.Table):  # type: ignore[misc]
 
 def _ignore(_fut: Any) -> None:
     return None
+
+
+UNREAD = object()  # UndoJournal.remember: the caller has not read the value
 
 
 class UndoJournal:
@@ -643,12 +672,16 @@ class UndoJournal:
             self._db = Rdict(str(self.path), options=Options(raw_mode=True))
         return self._db
 
-    def remember(self, tid: str, table_path: Path, table_db: Any, key: bytes) -> None:
-        jkey = str(table_path).encode() + b"\0" + key
+    def remember(self, tid: str, table_path: Path | bytes, table_db: Any, key: bytes, before: Any = UNREAD) -> None:
+        """Save `key`'s value in `table_db` (or `before`, the caller's fresh read of it) unless
+        transaction `tid` saved it already."""
+        prefix = table_path if isinstance(table_path, bytes) else str(table_path).encode()
+        jkey = prefix + b"\0" + key
         saved = self.saved.setdefault(tid, set())
         if jkey in saved:
             return
-        before = table_db.get(key)
+        if before is UNREAD:
+            before = table_db.get(key)
         self.db().put(jkey, b"\0" if before is None else b"\1" + before)
         saved.add(jkey)
 

@@ -51,6 +51,30 @@ def test_a_killed_transaction_is_undone_and_a_committed_one_kept(tmp_path: Path)
     assert restore_committed(tmp_path) == 0  # nothing left to undo
 
 
+def test_a_before_image_read_by_the_caller_is_saved_without_reading_again(tmp_path: Path) -> None:
+    """TransactionalTable.read_for_update hands the journal the value it just read."""
+    path = tmp_path / "t-dedup-0.db"
+    t0 = table(path)
+    t0.put(b"k", b"committed")
+
+    class Unread:
+        def get(self, key: bytes) -> bytes:
+            raise AssertionError("the journal read the table again")
+
+    journal = UndoJournal(tmp_path / JOURNAL)
+    journal.remember("app-0-0", str(path).encode(), Unread(), b"k", b"committed")
+    journal.remember("app-0-0", str(path).encode(), Unread(), b"new", None)
+    journal.remember("app-0-0", path, t0, b"k")  # saved already in this transaction: no second read
+    t0.put(b"k", b"uncommitted")
+    t0.put(b"new", b"uncommitted")
+    journal.close()
+    t0.close()
+    assert restore_committed(tmp_path) == 2
+    t0 = table(path)
+    assert dict(t0.items()) == {b"k": b"committed"}
+    t0.close()
+
+
 def test_an_unreadable_journal_wipes_the_tables(tmp_path: Path) -> None:
     tables = tmp_path / "tables"
     (tables / JOURNAL).mkdir(parents=True)

@@ -206,13 +206,22 @@ class FakePipe:
         self.rejected.append((msg.topic, msg.offset, msg.value, code))
 
 
+class Table(dict[bytes, bytes]):
+    """A table's interface as the reactions agent uses it (streams.eos.TransactionalTable's reads)."""
+
+    def read(self, key: bytes) -> bytes | None:
+        return self.get(key)
+
+    read_for_update = read
+
+
 def message(topic: str, offset: int, key: bytes | None, value: bytes) -> Any:
     return SimpleNamespace(topic=topic, partition=0, offset=offset, key=key, value=value)
 
 
 def test_a_held_decision_for_another_operators_referral_is_rejected_with_its_own_bytes() -> None:
     pipe = FakePipe()
-    reactor = Reactor(pipe, {}, {})  # type: ignore[arg-type]
+    reactor = Reactor(pipe, Table(), Table())  # type: ignore[arg-type]
     rid = ROUTED["referral_id"]
     hostile = CODEC.encode("OperatorDecision", hc.decision(rid, "meta"))
     own = CODEC.encode("OperatorDecision", hc.decision(rid, "google"))
@@ -231,8 +240,8 @@ def test_a_held_decision_for_another_operators_referral_is_rejected_with_its_own
 
 def test_decisions_held_for_an_unknown_referral_are_bounded() -> None:
     pipe = FakePipe()
-    pending: dict[bytes, bytes] = {}
-    reactor = Reactor(pipe, {}, pending)  # type: ignore[arg-type]
+    pending = Table()
+    reactor = Reactor(pipe, Table(), pending)  # type: ignore[arg-type]
     rid = str(uuid.uuid4())
     value = CODEC.encode("OperatorDecision", hc.decision(rid, "google", "ACKNOWLEDGED"))
     topic = pipe.names.decisions("google")
@@ -264,8 +273,8 @@ def test_a_held_decision_waits_for_the_accepted_backlog_not_only_for_the_clock(m
     import agents.reactions as agent
 
     pipe = FakePipe()
-    pending: dict[bytes, bytes] = {}
-    reactor = Reactor(pipe, {}, pending)  # type: ignore[arg-type]
+    pending = Table()
+    reactor = Reactor(pipe, Table(), pending)  # type: ignore[arg-type]
     grace = pipe.policy.unknown_grace_ms
     clock = [1_000_000_000_000]
     monkeypatch.setattr(agent, "now_ms", lambda: clock[0])
