@@ -80,7 +80,8 @@ FLOORS = (
 
 
 def runs(results: Path) -> list[tuple[str, Run]]:
-    """(label, run) in order: each kept session's run by session number, then the latest."""
+    """(label, run) in order: each kept session's run by session number, then the latest (a session
+    is a run only if it kept a benchmark that some target reads)."""
     sessions: dict[int, dict[str, tuple[bool, Doc]]] = {}
     latest: Run = {}
     for path in sorted(results.glob("*.json")):
@@ -89,7 +90,7 @@ def runs(results: Path) -> list[tuple[str, Run]]:
             latest[path.stem] = doc
             continue
         m = KEPT.match(path.stem)
-        if not m:
+        if not m or m["bench"] not in {floor.bench for floor in FLOORS}:  # e.g. a session's profile: no target
             continue
         kept = sessions.setdefault(int(m["n"]), {})
         make = bool(m["make"])

@@ -30,6 +30,7 @@ def test_the_history_is_each_sessions_make_bench_run_then_the_latest(tmp_path: P
     result(tmp_path / "throughput_session9.json", "throughput", throughput(900, 0.25))
     result(tmp_path / "throughput_exactly_once.json", "throughput", throughput(1, 0.1))  # an experiment
     result(tmp_path / "throughput.json", "throughput", throughput(3_000, 0.4))
+    result(tmp_path / "profile_session13.json", "profile", {"samples": {"value": 10}})  # no target reads it
 
     runs = charts.runs(tmp_path)
 
