@@ -589,23 +589,23 @@ class TransactionalTable(faust.Table):  # type: ignore[misc]
 
         Faust's `get` reads twice when the key is there (`__contains__`, then `__getitem__`) and
         raises and catches a KeyError when it is not."""
-        event, store = current_event(), self.data
-        if event is None or not hasattr(store, "_db_for_partition"):  # outside an event, or not RocksDB
-            return cast(bytes | None, self.get(key))
-        return cast(bytes | None, store._db_for_partition(event.message.partition).get(key))
+        return self._read(key, journal=False)
 
     def read_for_update(self, key: bytes) -> bytes | None:
         """`read`, for a value the unit of work will probably write: under exactly_once its
         before-image goes to the undo journal now (a no-op if this transaction saved it already),
         so the write does not read it again. Saved and then not written, it is undone to itself."""
+        return self._read(key, journal=True)
+
+    def _read(self, key: bytes, journal: bool) -> bytes | None:
         event, store = current_event(), self.data
-        if event is None or not hasattr(store, "_db_for_partition"):
+        if event is None or not hasattr(store, "_db_for_partition"):  # outside an event, or not RocksDB
             return cast(bytes | None, self.get(key))
         partition = event.message.partition
         db = store._db_for_partition(partition)
         value = db.get(key)
         transactions = self.app.consumer.transactions
-        if OUTBOX.get() is not None and isinstance(transactions, PartitionTransactions):
+        if journal and OUTBOX.get() is not None and isinstance(transactions, PartitionTransactions):
             transactions.journal.remember(transactions.transactional_id(event.message.tp), self._path(store, partition),
                                           db, key, value)
         return cast(bytes | None, value)
@@ -672,11 +672,10 @@ class UndoJournal:
             self._db = Rdict(str(self.path), options=Options(raw_mode=True))
         return self._db
 
-    def remember(self, tid: str, table_path: Path | bytes, table_db: Any, key: bytes, before: Any = UNREAD) -> None:
+    def remember(self, tid: str, table_path: bytes, table_db: Any, key: bytes, before: Any = UNREAD) -> None:
         """Save `key`'s value in `table_db` (or `before`, the caller's fresh read of it) unless
-        transaction `tid` saved it already."""
-        prefix = table_path if isinstance(table_path, bytes) else str(table_path).encode()
-        jkey = prefix + b"\0" + key
+        transaction `tid` saved it already; `table_path` is the table partition's folder, encoded."""
+        jkey = table_path + b"\0" + key
         saved = self.saved.setdefault(tid, set())
         if jkey in saved:
             return

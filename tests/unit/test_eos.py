@@ -27,13 +27,13 @@ def test_a_killed_transaction_is_undone_and_a_committed_one_kept(tmp_path: Path)
     journal = UndoJournal(tmp_path / JOURNAL)
     # transaction A (partition 0): changes `changed`, adds `added`, deletes `kept`, changes `changed` again
     for key, value in ((b"changed", b"after"), (b"added", b"new"), (b"kept", None), (b"changed", b"after2")):
-        journal.remember("app-0-0", p0, t0, key)
+        journal.remember("app-0-0", str(p0).encode(), t0, key)
         if value is None:
             t0.delete(key)
         else:
             t0.put(key, value)
     # transaction B (partition 1) commits: its journal is forgotten, its writes stay
-    journal.remember("app-0-1", p1, t1, b"b")
+    journal.remember("app-0-1", str(p1).encode(), t1, b"b")
     t1.put(b"b", b"committed")
     journal.forget("app-0-1")
     # the kill: nothing closed cleanly
@@ -64,7 +64,7 @@ def test_a_before_image_read_by_the_caller_is_saved_without_reading_again(tmp_pa
     journal = UndoJournal(tmp_path / JOURNAL)
     journal.remember("app-0-0", str(path).encode(), Unread(), b"k", b"committed")
     journal.remember("app-0-0", str(path).encode(), Unread(), b"new", None)
-    journal.remember("app-0-0", path, t0, b"k")  # saved already in this transaction: no second read
+    journal.remember("app-0-0", str(path).encode(), t0, b"k")  # saved already in this transaction: no second read
     t0.put(b"k", b"uncommitted")
     t0.put(b"new", b"uncommitted")
     journal.close()
