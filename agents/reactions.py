@@ -117,7 +117,7 @@ class Reactor:
                                  self.pipe.codec.encode("ItemDecided", decided))
 
     def _hold(self, msg: Any, key: bytes, held_since: int | None) -> None:
-        raw = self.pending.get(key)
+        raw = self.pending.read(key)
         held = orjson.loads(raw) if raw is not None else {"p": msg.partition, "held": []}
         # a flood about one unknown referral, or a huge key, must not grow a table value without bound
         if len(held["held"]) >= MAX_HELD:
@@ -139,7 +139,7 @@ class Reactor:
         for referral_id, kind, _deadline in self.index[partition].due(now):
             key = referral_id.encode()
             if kind == HELD:
-                raw = self.pending.get(key)
+                raw = self.pending.read(key)
                 if raw is None:
                     continue
                 held_at = min(h["at"] for h in orjson.loads(raw)["held"])
@@ -161,7 +161,7 @@ class Reactor:
             self.pipe.counters["overdue"] += 1
 
     async def _expire_held(self, key: bytes) -> None:
-        raw = self.pending.get(key)
+        raw = self.pending.read(key)
         if raw is None:
             return
         del self.pending[key]

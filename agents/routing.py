@@ -51,7 +51,7 @@ class Sweeper:
         self.cursor: dict[int, bytes | None] = {}
 
     def sweep(self, partition: int, now: int) -> int:
-        db = getattr(self.table.data, "_dbs", {}).get(partition)
+        db = self.table.partition_db(partition)
         if db is None:
             return 0
         expired, seen, last = [], 0, None

@@ -95,7 +95,7 @@ class Windower:
         """Add the reaction's uncounted events to the book; note the windows they changed."""
         reaction: Reaction = self.pipe.codec.decode(msg.value, "Reaction")  # type: ignore[assignment]
         rid = reaction["referral_id"].encode()
-        mask = self.counted.get(rid)
+        mask = self.counted.read(rid)
         events, new_mask = logic.events_of(reaction, int(mask) if mask is not None else 0)
         if not events:
             return

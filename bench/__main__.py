@@ -24,6 +24,7 @@ BENCHMARKS = {
     "ceilings": ("bench.ceilings", "raw confluent-kafka and Faust pass-through on the same payloads"),
     "throughput": ("bench.throughput", "the whole worker + sink draining the realistic mix, 1 and 2 workers"),
     "logic": ("bench.logic", "the pipeline's own code per referral, without Kafka or Faust: a floor for the CPU"),
+    "tables": ("bench.tables", "a table read-modify-write in the worker: Faust's path against a staged unit"),
     "latency": ("bench.latency", "reported_at -> lane at 10/50/80 % load; critical under a standard backlog"),
     "crisis": ("bench.crisis", "a burst of 90 % duplicates: time to drain, peak RSS, nothing lost"),
     "state": ("bench.state", "the dedup table on RocksDB at scale: RSS, disk, lookups/s, reopen time"),

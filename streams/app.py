@@ -23,7 +23,17 @@ from faust.streams import _current_event, current_event  # the ContextVar Faust'
 from streams.appends import Appended, Straight
 from streams.codec import Codec, default_codec
 from streams.config import Settings
-from streams.eos import OUTBOX, Outbox, PartitionTransactions, TransactionalTable, latest_writes, pace, work_lock
+from streams.eos import (
+    OUTBOX,
+    STAGED,
+    Outbox,
+    PartitionTransactions,
+    Staged,
+    TransactionalTable,
+    latest_writes,
+    pace,
+    work_lock,
+)
 from streams.eos import install as install_transactions
 from streams.errors import ConfigError
 from streams.flow import patch_quiet_seek, patch_stale_fetch, patch_urgent_first
@@ -198,12 +208,18 @@ class Pipeline:
             current = current_events(events, self.app.consumer_generation_id)
             box: Outbox = []
             token = OUTBOX.set(box) if self.exactly_once else None
+            txns = self.app.consumer.transactions if self.exactly_once else None
+            staged = Staged(txns.journal) if isinstance(txns, PartitionTransactions) else None
+            staging = STAGED.set(staged)
             packer = Packer(self.settings.partitions)
             packing = PACKER.set(packer)
             try:
                 yield current
             finally:
                 PACKER.reset(packing)
+                STAGED.reset(staging)
+                if staged is not None:  # the unit's table writes, in RocksDB before any commit (streams.eos.Staged)
+                    staged.flush()
                 if token is not None:
                     OUTBOX.reset(token)
             for pack_topic, pack_partition, pack in packer.drain(self.codec):
@@ -215,7 +231,6 @@ class Pipeline:
             for topic, key, value, partition, on_sent in kept:
                 fut = await self.send(topic, key, value, partition)
                 fut.add_done_callback(on_sent)
-            txns = self.app.consumer.transactions if self.exactly_once else None
             for event in current:
                 # a message other agents also read (the ticks) is left to Faust's count of readers
                 if event.message.refcount <= 1:

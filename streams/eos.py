@@ -64,6 +64,60 @@ CONNECTION_RETRY_S = 0.5  # a coordinator lookup that lost its connection is ret
 # Table writes of the event being handled, to be sent in its transaction: (topic, key, value, partition, on_sent).
 Outbox = list[tuple[str, bytes, bytes | None, int | None, Any]]
 OUTBOX: ContextVar[Outbox | None] = ContextVar("signalement_outbox", default=None)
+UNSTAGED = object()  # Staged.lookup: the unit of work has not written the key
+
+
+class Staged:
+    """The RocksDB writes of one unit of work under exactly_once, written at its end (`flush`).
+
+    Written as they came, a table write cost two RocksDB puts, each appending to a RocksDB log:
+    the undo journal's before-image, then the value. Staged, a unit's writes cost one batch for
+    the journal, then one per table partition, in that order: after a kill, every table value
+    written has its before-image in the journal. A unit's own reads see what it staged
+    (`TransactionalTable._read`); any other read of a table flushes first (`settle`).
+    """
+
+    def __init__(self, journal: UndoJournal) -> None:
+        self.journal = journal
+        self.before: list[tuple[bytes, bytes]] = []  # (journal key, saved entry)
+        self.writes: dict[int, tuple[Any, dict[bytes, bytes | None]]] = {}  # id(db) -> (db, {key: value or None})
+
+    def put(self, db: Any, key: bytes, value: bytes | None) -> None:
+        entry = self.writes.get(id(db))
+        if entry is None:
+            entry = self.writes[id(db)] = (db, {})
+        entry[1][key] = value
+
+    def lookup(self, db: Any, key: bytes) -> Any:
+        """The value the unit wrote for `key` in `db` (None: deleted), or UNSTAGED."""
+        entry = self.writes.get(id(db))
+        return UNSTAGED if entry is None else entry[1].get(key, UNSTAGED)
+
+    def flush(self) -> None:
+        from rocksdict import WriteBatch
+
+        if self.before:
+            self.journal.write(self.before)
+            self.before = []
+        writes, self.writes = self.writes, {}
+        for db, values in writes.values():
+            batch = WriteBatch(raw_mode=True)
+            for key, value in values.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            db.write(batch)
+
+
+STAGED: ContextVar[Staged | None] = ContextVar("signalement_staged", default=None)
+
+
+def settle() -> None:
+    """Write what the current unit of work staged, before a read that does not look at the stage."""
+    staged = STAGED.get()
+    if staged is not None:
+        staged.flush()
 
 
 def latest_writes(box: Outbox) -> Outbox:
@@ -574,6 +628,61 @@ class TransactionalTable(faust.Table):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._partition_paths: dict[int, bytes] = {}
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if not self._stage(key, value):
+            super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        if not self._stage(key, None):
+            super().__delitem__(key)
+
+    # Faust's reads (and `get`, through __getitem__) go to RocksDB: what the unit staged goes there first
+    def __getitem__(self, key: Any) -> Any:
+        settle()
+        return super().__getitem__(key)
+
+    def __contains__(self, key: Any) -> bool:
+        settle()
+        return cast(bool, super().__contains__(key))
+
+    def __iter__(self) -> Any:
+        settle()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        settle()
+        return cast(int, super().__len__())
+
+    def items(self) -> Any:
+        settle()
+        return super().items()
+
+    def keys(self) -> Any:
+        settle()
+        return super().keys()
+
+    def values(self) -> Any:
+        settle()
+        return super().values()
+
+    def partition_db(self, partition: int) -> Any:
+        """The RocksDB of one partition of the table, with what the unit staged written (None: not open)."""
+        settle()
+        return getattr(self.data, "_dbs", {}).get(partition)
+
+    def _stage(self, key: Any, value: bytes | None) -> bool:
+        """Under exactly_once, in a unit of work: queue the changelog record and the journal's
+        before-image, and stage the write (Staged); False: write as Faust does."""
+        staged, event, store = STAGED.get(), current_event(), self.data
+        if staged is None or event is None or not hasattr(store, "_db_for_partition"):
+            return False
+        if value is None:
+            self.on_key_del(key)
+        else:
+            self.on_key_set(key, value)
+        staged.put(store._db_for_partition(event.message.partition), key, value)
+        return True
+
     def on_key_set(self, key: Any, value: Any) -> None:
         if not self._queue(key, value):
             trace("faust_set", table=self.name, key=key)
@@ -603,6 +712,11 @@ class TransactionalTable(faust.Table):  # type: ignore[misc]
             return cast(bytes | None, self.get(key))
         partition = event.message.partition
         db = store._db_for_partition(partition)
+        staged = STAGED.get()
+        if staged is not None:
+            value = staged.lookup(db, key)
+            if value is not UNSTAGED:  # written by this unit: its before-image is saved already
+                return cast(bytes | None, value)
         value = db.get(key)
         transactions = self.app.consumer.transactions
         if journal and OUTBOX.get() is not None and isinstance(transactions, PartitionTransactions):
@@ -681,8 +795,22 @@ class UndoJournal:
             return
         if before is UNREAD:
             before = table_db.get(key)
-        self.db().put(jkey, b"\0" if before is None else b"\1" + before)
+        entry = b"\0" if before is None else b"\1" + before
+        staged = STAGED.get()
+        if staged is not None:  # written with the unit's other before-images, before its table writes
+            staged.before.append((jkey, entry))
+        else:
+            self.db().put(jkey, entry)
         saved.add(jkey)
+
+    def write(self, entries: list[tuple[bytes, bytes]]) -> None:
+        """Save before-images `remember` staged, in one batch."""
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch(raw_mode=True)
+        for jkey, entry in entries:
+            batch.put(jkey, entry)
+        self.db().write(batch)
 
     def forget(self, tid: str) -> None:
         saved = self.saved.pop(tid, None)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from rocksdict import Options, Rdict
 
-from streams.eos import JOURNAL, UndoJournal, restore_committed
+from streams.eos import JOURNAL, STAGED, UNSTAGED, Staged, UndoJournal, restore_committed, settle
 
 pytestmark = pytest.mark.unit
 
@@ -72,6 +72,62 @@ def test_a_before_image_read_by_the_caller_is_saved_without_reading_again(tmp_pa
     assert restore_committed(tmp_path) == 2
     t0 = table(path)
     assert dict(t0.items()) == {b"k": b"committed"}
+    t0.close()
+
+
+class Watched:
+    """A table partition's RocksDB that checks, when a batch is written to it, that the journal
+    already holds the before-image of every key in it."""
+
+    def __init__(self, db: Rdict, journal: UndoJournal, path: Path) -> None:
+        self.db, self.journal, self.path, self.batches = db, journal, str(path).encode(), 0
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.db.get(key)
+
+    def write(self, batch: Any) -> None:
+        self.batches += 1
+        saved = {k for k, _ in self.journal.db().items()}
+        for key in (b"k", b"new"):
+            assert self.path + b"\0" + key in saved, "a table write reached RocksDB before its before-image"
+        self.db.write(batch)
+
+
+def test_a_unit_of_work_writes_its_journal_then_its_table_writes_at_its_end(tmp_path: Path) -> None:
+    """Staged: reads of the unit see its writes; RocksDB gets them at the end, before-images first;
+    a kill after that still undoes them."""
+    path = tmp_path / "t-dedup-0.db"
+    t0 = table(path)
+    t0.put(b"k", b"committed")
+    t0.put(b"gone", b"committed")
+    journal = UndoJournal(tmp_path / JOURNAL)
+    db = Watched(t0, journal, path)
+    staged = Staged(journal)
+    token = STAGED.set(staged)
+    try:
+        for key, value in ((b"k", b"first"), (b"new", b"v"), (b"k", b"second")):
+            journal.remember("app-0-0", db.path, db, key)
+            staged.put(db, key, value)
+        journal.remember("app-0-0", db.path, db, b"gone")
+        staged.put(db, b"gone", None)
+        assert staged.lookup(db, b"k") == b"second"
+        assert staged.lookup(db, b"gone") is None  # deleted by the unit
+        assert staged.lookup(db, b"other") is UNSTAGED
+        assert t0.get(b"k") == b"committed" and t0.get(b"new") is None  # nothing written yet
+        assert list(journal.db().keys()) == []
+        settle()  # a read that does not look at the stage
+    finally:
+        STAGED.reset(token)
+    assert db.batches == 1
+    assert (t0.get(b"k"), t0.get(b"new"), t0.get(b"gone")) == (b"second", b"v", None)
+    assert staged.lookup(db, b"k") is UNSTAGED  # flushed: RocksDB answers
+    staged.flush()  # nothing left: no empty batch
+    assert db.batches == 1
+    journal.close()  # the kill, before the transaction committed
+    t0.close()
+    assert restore_committed(tmp_path) == 3
+    t0 = table(path)
+    assert dict(t0.items()) == {b"k": b"committed", b"gone": b"committed"}
     t0.close()
 
 
