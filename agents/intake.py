@@ -4,14 +4,13 @@ streams/packs.py) | referrals.rejected."""
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 from agents.logic.dedup import dedup_key
 from agents.logic.intake import Intake
 from agents.logic.priority import claims_urgency
 from streams.app import BATCH, Pipeline, now_ms
 from streams.errors import RejectedError
-from streams.records import Referral
 
 log = logging.getLogger("signalement.intake")
 
@@ -44,8 +43,7 @@ def register(pipe: Pipeline) -> tuple[Any, Any]:
     async def take(msg: Any, fast: bool = False) -> None:
         pipe.arrived(msg, fast)
         try:
-            ref = cast(Referral, pipe.codec.decode(msg.value, "Referral"))
-            cand = logic.candidate(ref, names.reporter_of(msg.topic) or "", now_ms())
+            ref, cand, value = logic.take(pipe.codec, msg.value, names.reporter_of(msg.topic) or "", now_ms())
         except RejectedError as exc:
             await pipe.reject(msg, exc.code, exc.message)
             return
@@ -59,7 +57,7 @@ def register(pipe: Pipeline) -> tuple[Any, Any]:
         # urgent priorities have their own topic: at routing they pass a backlog of the others, and
         # under exactly-once no transaction of the others holds them back (Topics.dedup_urgent)
         urgent = cand["priority"] in pipe.policy.urgent
-        pipe.send_packed(names.dedup_urgent if urgent else names.dedup_items, key, pipe.codec.encode("RoutedReferral", cand))
+        pipe.send_packed(names.dedup_urgent if urgent else names.dedup_items, key, value)
         pipe.urgent(cand["priority"])
 
     return intake, intake_urgent

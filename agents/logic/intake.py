@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from agents.logic.normalize import normalize
 from agents.logic.priority import rank
 from agents.logic.routing import HostRouter, resolve_operator
 from agents.logic.validate import check_referral
+from streams.codec import Codec, Record
 from streams.errors import RejectedError
 from streams.records import Referral, RoutedReferral
 from streams.registry import Registry
@@ -23,6 +25,24 @@ class Intake:
     @classmethod
     def build(cls, registry: Registry) -> Intake:
         return cls(registry, HostRouter(registry.host_index()))
+
+    def take(self, codec: Codec, data: bytes | None, topic_reporter: str, now_ms: int
+             ) -> tuple[Referral, RoutedReferral, bytes]:
+        """A report's bytes -> the referral, its routing candidate and the candidate's encoding;
+        raise RejectedError with the code for referrals.rejected (BAD_AVRO before any other).
+
+        The referral's canonical-form check compares its bytes with the candidate's, which begin
+        with the same fields (streams/codec.py)."""
+        ref = cast(Referral, codec.decode(data, "Referral", canonical=False))
+        raw, record = cast(bytes, data), cast(Record, ref)  # decoded: bytes
+        try:
+            cand = self.candidate(ref, topic_reporter, now_ms)
+        except RejectedError:
+            codec.check_canonical(raw, record)  # bytes that are no valid Avro are said so first
+            raise
+        encoded = codec.encode("RoutedReferral", cand)
+        codec.check_canonical(raw, record, (cand, encoded), "operator_id")
+        return ref, cand, encoded
 
     def candidate(self, ref: Referral, topic_reporter: str, now_ms: int) -> RoutedReferral:
         """Validate and enrich; raise RejectedError with the code for referrals.rejected."""

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import struct
 from pathlib import Path
 from typing import Any
 
 import avro.io
 import avro.schema
+import fastavro
 import pytest
 
-from streams.codec import MAGIC, Codec, crc64_fingerprint, default_codec
+from streams.codec import MAGIC, Codec, _encode_optional_string, _extends, crc64_fingerprint, default_codec
 from streams.errors import BadAvroError, SchemaUnknownError
+from tests import hostile_corpus as hc
 
 pytestmark = pytest.mark.unit
 T = 1_767_225_600_123  # 2026-01-01T00:00:00.123Z
@@ -179,3 +182,86 @@ def test_shared_enums_agree_across_files() -> None:
     for schema in default_codec().by_name.values():
         walk(schema.raw)
     assert {"Priority", "Category", "Action"} <= set(seen)
+
+
+# The canonical-form check against an encoding that extends the record (Codec.check_canonical with
+# `extended`, as intake uses it with its candidate): same verdict as encoding the record again.
+
+def _verdict(check: Any) -> bool:
+    try:
+        check()
+    except BadAvroError:
+        return False
+    return True
+
+
+def _mutations(data: bytes, rnd: Any, ref: dict[str, Any]) -> list[bytes]:
+    """`data` with a byte set, some inserted or some deleted, at random places in the body; and
+    `ref` encoded in the ways fastavro reads but Avro does not write (tests/hostile_corpus.py)."""
+    codec = default_codec()
+    out = [hc._bad_enum(rnd, codec, ref), hc._bad_union(rnd, codec, ref),
+           hc.bad_boolean(rnd, codec, "Referral", ref, "emergency")]
+    out += [hc.overlong_varint(rnd, codec, "Referral", ref, field, a, b)
+            for field, a, b in (("instrument", "REFERRAL", "NOTICE"), ("external_ref", None, "x"),
+                                ("operator_id", None, "meta"), ("language", None, "fr"))]
+    for _ in range(60):
+        raw = bytearray(data)
+        at = rnd.randrange(10, len(raw))
+        op = rnd.randrange(3)
+        if op == 0:
+            raw[at] = rnd.randrange(256)
+        elif op == 1:
+            raw[at:at] = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 4)))
+        else:
+            del raw[at:at + rnd.randrange(1, 4)]
+        out.append(bytes(raw))
+    return out
+
+
+def test_a_referral_checked_against_its_candidate_gets_the_verdict_of_a_full_check() -> None:
+    codec, rnd = default_codec(), random.Random(17)
+    schema = codec.schema("Referral")
+    compared, fast, refused = 0, 0, 0
+    for i in range(300):
+        ref = hc.good_referral(rnd, i)
+        for data in [codec.encode("Referral", ref), *_mutations(codec.encode("Referral", ref), rnd, ref)]:
+            try:
+                back = codec.decode(data, "Referral", canonical=False)
+            except (BadAvroError, SchemaUnknownError):
+                continue
+            op = rnd.choice([back["operator_id"], None, "google", "é" * 70])  # kept, or resolved by intake
+            cand = {**back, **{k: v for k, v in ROUTED.items() if k not in REFERRAL}, "operator_id": op}
+            encoded = codec.encode("RoutedReferral", cand)
+            full = _verdict(lambda d=data, b=back: codec.check_canonical(d, b))
+            assert _verdict(lambda d=data, b=back, c=cand, e=encoded: codec.check_canonical(
+                d, b, (c, e), "operator_id")) == full, (i, data.hex())
+            compared += 1
+            refused += not full
+            fast += _extends(schema, data, back, cand, encoded, "operator_id")
+    assert compared > 2_500 and refused > 300  # decoded, then refused as not canonical: the check's work
+    assert fast > 300  # every canonical referral takes the comparison, not the encoding
+
+
+def test_the_sizes_of_a_referrals_leading_fields_are_fastavros() -> None:
+    codec = default_codec()
+    schema = codec.schema("Referral")
+    head = {"type": "record", "name": "Head", "fields": schema.raw["fields"][:8]}  # up to the url
+    parsed = fastavro_parse(head)
+    for text in ["", "a", "é", "x" * 63, "x" * 64, "é" * 32, "\U0001F4A3" * 2048, "y" * 9000]:
+        for ext in (None, text):
+            record = {**REFERRAL, "referral_id": text, "external_ref": ext, "url": "https://e.com/" + text}
+            buf = io.BytesIO()
+            fastavro_write(buf, parsed, record)
+            assert schema.size_before(record, "operator_id") == len(buf.getvalue())
+            one = io.BytesIO()
+            fastavro_write(one, fastavro_parse(["null", "string"]), ext)
+            assert _encode_optional_string(ext) == one.getvalue()
+    assert schema.size_before(REFERRAL, "reported_at") is None  # content_hashes (an array) is not sized
+
+
+def fastavro_parse(schema: Any) -> Any:
+    return fastavro.parse_schema(schema)
+
+
+def fastavro_write(buf: io.BytesIO, schema: Any, record: Any) -> None:
+    fastavro.schemaless_writer(buf, schema, record)

@@ -40,7 +40,7 @@ INTAKE = Intake.build(REGISTRY)
 
 def classify_referral(value: bytes | None, reporter: str) -> str:
     try:
-        INTAKE.candidate(CODEC.decode(value, "Referral"), reporter, hc.now_ms())  # type: ignore[arg-type]
+        INTAKE.take(CODEC, value, reporter, hc.now_ms())
     except RejectedError as exc:
         return exc.code
     return "OK"
