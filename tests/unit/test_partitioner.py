@@ -40,9 +40,9 @@ def test_partition_is_positive_hash_modulo_count() -> None:
             assert p == (aiokafka_murmur2(key) & 0x7FFFFFFF) % count and 0 <= p < count
 
 
-def test_the_kept_hash_is_the_last_keys_only() -> None:
+def test_repeated_and_alternating_keys_each_get_their_own_partition() -> None:
     a, b = b"0f8fad5b-d9cb-469f-a165-70867728950e", b"7c9e6679-7425-40de-944b-e07fc1f90ae7"
     expected = {k: (aiokafka_murmur2(k) & 0x7FFFFFFF) for k in (a, b)}
-    for key in (a, a, b, a, b, b, a):  # each call agrees with a fresh hash, whatever came before
+    for key in (a, a, b, a, b, b, a):  # each call agrees with aiokafka's hash, whatever came before
         for count in (4, 7):
             assert partition_for(key, count) == expected[key] % count
