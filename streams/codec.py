@@ -162,6 +162,7 @@ class Codec:
         self.strict = strict
         self.by_name: dict[str, Schema] = {}
         self.by_fingerprint: dict[bytes, Schema] = {}
+        self._prefixes: dict[tuple[bytes, bytes], bool] = {}  # _begins_with, by (fingerprint, header)
         for path in sorted(schema_dir.glob("*.avsc")):
             raw = json.loads(path.read_text())
             if raw.get("name") != path.stem:
@@ -219,8 +220,30 @@ class Codec:
         string). The bytes are then compared, not encoded again; any difference leaves the
         verdict to the full check."""
         schema = self.by_fingerprint[data[2:HEADER_SIZE]]
-        if extended is None or not _extends(schema, data, record, *extended, changed):
+        if extended is None or not self._begins_with(extended[1], schema) \
+                or not _extends(schema, data, record, *extended, changed):
             _check_canonical(schema, record, data)
+
+    def _begins_with(self, encoded: bytes, schema: Schema) -> bool:
+        """Whether the schema `encoded` was written with begins with `schema`'s fields (names and
+        types, docs aside): what `_extends` rests on, checked once per pair of schemas."""
+        pair = (encoded[2:HEADER_SIZE], schema.header)
+        known = self._prefixes.get(pair)
+        if known is None:
+            other = self.by_fingerprint.get(pair[0])
+            fields = schema.raw["fields"]
+            known = self._prefixes[pair] = other is not None and [_shape(f) for f in other.raw["fields"][:len(fields)]] \
+                == [_shape(f) for f in fields]
+        return known
+
+
+def _shape(node: Any) -> Any:
+    """A schema node without its docs."""
+    if isinstance(node, dict):
+        return {k: _shape(v) for k, v in node.items() if k != "doc"}
+    if isinstance(node, list):
+        return [_shape(v) for v in node]
+    return node
 
 
 def _extends(schema: Schema, data: bytes, record: Mapping[str, Any], other: Mapping[str, Any], encoded: bytes,

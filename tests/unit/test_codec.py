@@ -265,3 +265,17 @@ def fastavro_parse(schema: Any) -> Any:
 
 def fastavro_write(buf: io.BytesIO, schema: Any, record: Any) -> None:
     fastavro.schemaless_writer(buf, schema, record)
+
+
+def test_the_comparison_is_only_made_against_a_schema_that_begins_with_the_records_fields() -> None:
+    codec = default_codec()
+    data = codec.encode("Referral", REFERRAL)
+    routed = codec.encode("RoutedReferral", ROUTED)
+    assert codec._begins_with(routed, codec.schema("Referral"))
+    duplicate = codec.encode("DuplicateReferral", EXAMPLES["DuplicateReferral"])
+    assert not codec._begins_with(duplicate, codec.schema("Referral"))
+    # a record of another schema is no evidence: the full check decides (here: canonical, accepted)
+    codec.check_canonical(data, dict(REFERRAL), (EXAMPLES["DuplicateReferral"], duplicate), "operator_id")
+    bad = hc._bad_enum(random.Random(1), codec, dict(REFERRAL))
+    with pytest.raises(BadAvroError):
+        codec.check_canonical(bad, codec.decode(bad, "Referral", canonical=False), (ROUTED, routed), "operator_id")
