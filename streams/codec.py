@@ -44,11 +44,12 @@ Record = dict[str, Any]
 UNSIZED = object()  # Schema.size_before: no LeadingSize made yet for the field
 
 
-def _strip_logical(node: Any) -> Any:
+def _without(node: Any, attribute: str) -> Any:
+    """A schema node without `attribute` anywhere in it (logicalType, doc)."""
     if isinstance(node, dict):
-        return {k: _strip_logical(v) for k, v in node.items() if k != "logicalType"}
+        return {k: _without(v, attribute) for k, v in node.items() if k != attribute}
     if isinstance(node, list):
-        return [_strip_logical(v) for v in node]
+        return [_without(v, attribute) for v in node]
     return node
 
 
@@ -169,7 +170,7 @@ class Codec:
                 raise ValueError(f"{path}: record name {raw.get('name')!r} must equal the file name")
             fp = crc64_fingerprint(raw)
             header = MAGIC + struct.pack("<Q", fp)
-            parsed = fastavro.parse_schema(_strip_logical(raw))
+            parsed = fastavro.parse_schema(_without(raw, "logicalType"))
             schema = Schema(path.stem, raw, parsed, fp, header)
             self.by_name[schema.name] = schema
             self.by_fingerprint[header[2:]] = schema
@@ -232,18 +233,9 @@ class Codec:
         if known is None:
             other = self.by_fingerprint.get(pair[0])
             fields = schema.raw["fields"]
-            known = self._prefixes[pair] = other is not None and [_shape(f) for f in other.raw["fields"][:len(fields)]] \
-                == [_shape(f) for f in fields]
+            known = self._prefixes[pair] = other is not None and \
+                _without(other.raw["fields"][:len(fields)], "doc") == _without(fields, "doc")
         return known
-
-
-def _shape(node: Any) -> Any:
-    """A schema node without its docs."""
-    if isinstance(node, dict):
-        return {k: _shape(v) for k, v in node.items() if k != "doc"}
-    if isinstance(node, list):
-        return [_shape(v) for v in node]
-    return node
 
 
 def _extends(schema: Schema, data: bytes, record: Mapping[str, Any], other: Mapping[str, Any], encoded: bytes,

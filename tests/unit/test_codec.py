@@ -246,25 +246,18 @@ def test_the_sizes_of_a_referrals_leading_fields_are_fastavros() -> None:
     codec = default_codec()
     schema = codec.schema("Referral")
     head = {"type": "record", "name": "Head", "fields": schema.raw["fields"][:8]}  # up to the url
-    parsed = fastavro_parse(head)
+    parsed = fastavro.parse_schema(head)
     for text in ["", "a", "é", "x" * 63, "x" * 64, "é" * 32, "\U0001F4A3" * 2048, "y" * 9000]:
         for ext in (None, text):
             record = {**REFERRAL, "referral_id": text, "external_ref": ext, "url": "https://e.com/" + text}
             buf = io.BytesIO()
-            fastavro_write(buf, parsed, record)
+            fastavro.schemaless_writer(buf, parsed, record)
             assert schema.size_before(record, "operator_id") == len(buf.getvalue())
             one = io.BytesIO()
-            fastavro_write(one, fastavro_parse(["null", "string"]), ext)
+            fastavro.schemaless_writer(one, fastavro.parse_schema(["null", "string"]), ext)
             assert _encode_optional_string(ext) == one.getvalue()
     assert schema.size_before(REFERRAL, "reported_at") is None  # content_hashes (an array) is not sized
 
-
-def fastavro_parse(schema: Any) -> Any:
-    return fastavro.parse_schema(schema)
-
-
-def fastavro_write(buf: io.BytesIO, schema: Any, record: Any) -> None:
-    fastavro.schemaless_writer(buf, schema, record)
 
 
 def test_the_comparison_is_only_made_against_a_schema_that_begins_with_the_records_fields() -> None:
