@@ -81,6 +81,7 @@ class Run:
         self.sink_proc: procs.Proc | None = None
         self.tally: kafkaio.Tally | None = None
         self.started_at = 0.0
+        self.last_check_s = 0.0  # how long the last lag read took (wait_lag)
 
     def __enter__(self) -> Run:
         create_topics(self.settings, self.registry)
@@ -150,21 +151,26 @@ class Run:
 
     def wait_outputs(self, sent: int, timeout: float, quiet_s: float = 3.0) -> Outcome:
         """Tally outputs until every sent referral is accounted for (or timeout); then a short quiet period
-        catches extras that should not be there."""
+        catches extras that should not be there (`quiet`, which a caller timing the drain calls after)."""
         t = self.tally or self.open_tally()
         end = time.monotonic() + timeout
         next_note = time.monotonic() + 15
         while time.monotonic() < end:
-            t.poll(1.0)
+            t.poll(0.2)
             out = self.outcome(sent)
             if out.complete:
-                t.poll(quiet_s)
-                return self.outcome(sent)
+                return self.quiet(sent, quiet_s)
             self.check_alive()
             if time.monotonic() > next_note:
                 console.print(f"  … {out.accounted:,} of {sent:,} accounted for "
                               f"({time.monotonic() - self.started_at:.0f} s since start)")
                 next_note = time.monotonic() + 15
+        return self.outcome(sent)
+
+    def quiet(self, sent: int, seconds: float) -> Outcome:
+        """Keep tallying for `seconds`: outputs that should not be there (a record shown twice) still come."""
+        assert self.tally is not None
+        self.tally.poll(seconds)
         return self.outcome(sent)
 
     def worker_lag(self, topics: list[str] | None = None) -> int:
@@ -183,12 +189,16 @@ class Run:
         topics = sorted(routes(self.names, self.registry))
         return kafkaio.group_lag(t.c, f"{self.settings.app_id}-sink", kafkaio.partitions(t.c, topics), self.settings)
 
-    def wait_lag(self, which: str, timeout: float, slack: int = 0, topics: list[str] | None = None) -> float | None:
-        """Seconds until the group's lag is at most `slack` (markers, in-flight), None on timeout."""
+    def wait_lag(self, which: str, timeout: float, slack: int = 0, topics: list[str] | None = None,
+                 every: float = 0.5) -> float | None:
+        """Seconds until the group's lag is at most `slack` (markers, in-flight), None on timeout; the
+        lag is read every `every` s (`last_check_s`: how long the read that saw it took)."""
         start, end = time.monotonic(), time.monotonic() + timeout
         while time.monotonic() < end:
+            began = time.monotonic()
             lag = self.worker_lag(topics) if which == "worker" else self.sink_lag()
+            self.last_check_s = time.monotonic() - began
             if 0 <= lag <= slack:
                 return time.monotonic() - start
-            time.sleep(0.5)
+            time.sleep(every)
         return None
