@@ -1,8 +1,10 @@
-"""`python -m bench report`: the results in bench/results/*.json as Markdown, written into docs/benchmarks.md
-between the `<!-- results:begin -->` and `<!-- results:end -->` markers (or printed with --print), and
-their charts (bench/charts.py) into docs/charts/.
+"""`python -m bench report`: the results in bench/results/*.json as Markdown, written between the
+`<!-- results:begin -->` and `<!-- results:end -->` markers (or printed with --print), and their
+charts (bench/charts.py) into docs/charts/.
 
-So the figures in the docs are exactly those of the JSON files, with their ceiling ratios.
+The latest run of each benchmark (`<name>.json`) goes into docs/benchmarks.md; the runs kept under
+another name (`throughput_session16_make_bench.json`, ...) into docs/benchmarks-history.md. So the
+figures in the docs are exactly those of the JSON files, with their ceiling ratios.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from bench.common import RESULTS, console
 from streams.config import ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
+HISTORY = ROOT / "docs" / "benchmarks-history.md"
 CHARTS = ROOT / "docs" / "charts"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-ORDER = ("ceilings", "throughput", "latency", "crisis", "state", "analytics", "analytics_queries", "analytics_baseline")
+ORDER = ("ceilings", "throughput", "latency", "crisis", "state", "analytics", "logic", "tables", "profile", "soak")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,15 +63,18 @@ def section(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def markdown() -> str:
+def markdown(latest: bool = True) -> str:
+    """The latest runs (a file named after its benchmark), or the runs kept under other names."""
     docs = {}
     for path in sorted(RESULTS.glob("*.json")):
+        if (path.stem in ORDER) != latest:
+            continue
         doc = json.loads(path.read_text())
         # by file: a run kept under another name (throughput_exactly_once.json) has the same "benchmark"
         docs[path.stem] = {**doc, "benchmark": path.stem}
     if not docs:
         return "_No results yet: run `make bench`._"
-    any_doc = next(iter(docs.values()))
+    any_doc = docs.get("ceilings") or next(iter(docs.values()))
     m, v = any_doc.get("machine", {}), any_doc.get("versions", {})
     head = [f"Machine: {m.get('nproc')} cores ({m.get('cpu_model')}), {m.get('memory_gib')} GiB, kernel "
             f"{m.get('kernel')}. Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".", ""]
@@ -77,20 +83,26 @@ def markdown() -> str:
     return "\n".join(head) + "\n" + "\n\n".join(body)
 
 
-def run(args: argparse.Namespace) -> int:
-    text = markdown()
-    if args.print or not DOC.exists():
-        print(text)
-        return 0
-    doc = DOC.read_text()
+def write_between_markers(path: Path, text: str) -> bool:
+    """Replace what `path` holds between BEGIN and END with `text`; False if it has no markers."""
+    doc = path.read_text() if path.exists() else ""
     if BEGIN not in doc or END not in doc:
-        console.print(f"{DOC} has no {BEGIN} / {END} markers; printing instead")
+        console.print(f"{path} has no {BEGIN} / {END} markers; printing instead")
         print(text)
-        return 0
+        return False
     head, rest = doc.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
-    console.print(f"results written into {Path(DOC).relative_to(ROOT)}")
+    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    console.print(f"results written into {path.relative_to(ROOT)}")
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.print:
+        print(markdown(latest=True))
+        return 0
+    write_between_markers(DOC, markdown(latest=True))
+    write_between_markers(HISTORY, markdown(latest=False))
     for path in charts.write(RESULTS, CHARTS):
         console.print(f"chart written: {path.relative_to(ROOT)}")
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import kafkaio
+from bench import cores, kafkaio
 from bench.common import Result, ceilings_now, console, ratios
 from bench.load import Generator, Mix
 from bench.pipeline import Run
@@ -101,6 +101,8 @@ def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilin
     with Run("thr", workers=workers, sink=sink) as run:
         counts = run.preload(Generator(mix=Mix(), seed=3).records(n, int(time.time() * 1000)))
         run.open_tally()
+        sampler = cores.Sampler()
+        sampler.start()
         run.start()
         out = run.wait_outputs(n, timeout, quiet_s=0)
         wall_outputs = time.monotonic() - run.started_at
@@ -112,6 +114,8 @@ def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilin
         wall_worker = time.monotonic() - run.started_at if lag_s is not None else None
         all_done = time.time()
         cpu_all = sum(p.cpu_seconds() for p in run.procs)
+        sampler.stop()
+        drain = sampler.cores(out.first_ts / 1000, all_done) if out.first_ts is not None else {}
         if out.complete:
             out = run.quiet(n, 3.0)  # then a quiet period catches outputs that should not be there
         sink_s = run.wait_lag("sink", 120) if sink else None
@@ -140,7 +144,10 @@ def one(n: int, workers: int, sink: bool, timeout: float, result: Result, ceilin
                    f"{cpu_all:.1f} CPU s over all worker processes until all committed, start-up included "
                    f"({cpu:.1f} s at the last output)")
         result.add(f"worker peak RSS, {tag}", round(peak / 1024), "MiB", "VmHWM, largest worker process")
-        result.details[tag] = {"sent": counts, "outcome": out.__dict__, "accounted": out.accounted}
+        result.add(f"cores used by the worker processes while draining, {tag}", drain.get("worker"), "cores",
+                   "first output -> all committed, CPU s / wall s from /proc (bench.cores): " + cores.describe(drain))
+        result.details[tag] = {"sent": counts, "outcome": out.__dict__, "accounted": out.accounted,
+                               "cores while draining": drain}
         ok = out.complete and out.accounted == n
         result.add(f"accounted == sent, {tag}", int(ok), "bool",
                    f"items {out.items:,} + duplicates {out.duplicates:,} + rejected {out.rejected:,} = "
