@@ -76,7 +76,7 @@ def raw_passthrough(settings: Settings, source: str, sink: str, n: int, timeout:
 
 def faust_passthrough(settings: Settings, tally: kafkaio.Tally, source: str, sink: str, args: argparse.Namespace,
                       tmp: Path, batched: bool) -> tuple[float, float]:
-    """Run bench.faust_passthrough as a process (own consumer group) until it forwarded n; (rate, CPU s)."""
+    """Run bench.faust_passthrough as a process (own consumer group) until it forwarded args.n; (rate, CPU s)."""
     group = f"{settings.app_id}-{'batched' if batched else 'plain'}"
     proc = procs.Proc([sys.executable, "-m", "bench.faust_passthrough", source, sink, *(["--batched"] if batched else [])],
                       procs.env_for(settings, SIGNALEMENT_APP_ID=group,
@@ -89,6 +89,31 @@ def faust_passthrough(settings: Settings, tally: kafkaio.Tally, source: str, sin
     first, last = tally.span([sink])
     assert first is not None and last is not None
     return args.n / max(1e-3, (last - first) / 1000), cpu
+
+
+def faust_ceiling(n: int, timeout: float = 240.0) -> tuple[float, float]:
+    """The Faust pass-through alone over `n` fresh referrals: (msg/s, CPU s). Another benchmark
+    measures it right before its own run, so the two meet the same moment of the machine."""
+    base = stack_settings()
+    prefix = unique("ceil")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
+    settings = with_prefix(base, prefix, tmp)
+    source, sink = f"{prefix}source", f"{prefix}faust"
+    create_specs(admin_client(settings), [TopicSpec(t, "Referral", settings.partitions) for t in (source, sink)])
+    try:
+        p = kafkaio.fast_producer(settings)
+        for rec in Generator(seed=11).records(n, int(time.time() * 1000)):
+            kafkaio.produce(p, source, rec.key, rec.value)
+        p.flush(120)
+        tally = kafkaio.Tally(settings, [sink])
+        try:
+            return faust_passthrough(settings, tally, source, sink, argparse.Namespace(n=n, timeout=timeout), tmp,
+                                     batched=False)
+        finally:
+            tally.close()
+    finally:
+        delete_topics(base, [prefix])
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> Result:
