@@ -200,8 +200,11 @@ def paired(args: argparse.Namespace, workers: int, pairs: int, result: Result, r
     result.add(f"sustained / Faust pass-through, every pair, {tag}", round(ratio, 3), "ratio",
                "median of " + ", ".join(f"{r:.3f} ({s:,.0f} / {f:,.0f})" for r, f, s, _ in runs)
                + "; to the outputs: " + ", ".join(f"{o / f:.3f}" for o, (_, f, _, _) in zip(outputs, runs, strict=True)))
-    result.details[f"pairs, {tag}"] = [{"faust": f, "sustained": s, "ratio": r, "to the outputs": o}
-                                      for (r, f, s, _), o in zip(runs, outputs, strict=True)]
+    result.details[f"pairs, {tag}"] = [
+        {"faust": f, "sustained": s, "ratio": r, "to the outputs": o,
+         "worker CPU per referral": scratch.figures[f"worker CPU per referral, {tag}"].value,
+         "cores while draining": scratch.details.get(tag, {}).get("cores while draining")}
+        for (r, f, s, scratch), o in zip(runs, outputs, strict=True)]
     for key, value in median.details.items():
         result.details[key] = value
     return sustained
