@@ -267,13 +267,7 @@ def server_cpu(settings: Any) -> float | None:
     from streams.stack.clickhouse import ClickHouse
 
     pid = ClickHouse(settings).pid()
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None if pid is None else procs.cpu_seconds(pid)
 
 
 def server_run(settings: Any, database: str, query: queries.Query, params: dict[str, Any] | None = None,

@@ -12,35 +12,20 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from bench.procs import cpu_seconds
+from streams.stack.process import cmdline
+
 # (role, what its command line holds), first match wins
 ROLES = (("worker", "streams.cli worker"), ("sink", "streams.cli sink"), ("broker", "kafka.Kafka"),
          ("clickhouse", "clickhouse"))
 ORDER = ("worker", "sink", "broker", "clickhouse", "bench", "other")
 
 
-def role_of(cmdline: str, pid: int, bench_pid: int) -> str:
+def role_of(command: str, pid: int, bench_pid: int) -> str:
     if pid == bench_pid:
         return "bench"
-    return next((role for role, mark in ROLES if mark in cmdline), "other")
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process `pid` (threads included); None if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+    return next((role for role, mark in ROLES if mark in command), "other")
 
 
 class Ledger:

@@ -20,6 +20,15 @@ from streams.config import ROOT, Settings
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process `pid` so far (threads included); None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
@@ -73,11 +82,7 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the process so far (threads included)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / CLK_TCK
-        except (OSError, IndexError, ValueError):
-            return 0.0
+        return cpu_seconds(self.pid) or 0.0
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
