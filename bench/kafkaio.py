@@ -104,6 +104,19 @@ def group_lag(c: Consumer, group: str, parts: list[TopicPartition], settings: Se
     return sum(max(0, ends[(tp.topic, tp.partition)] - max(tp.offset, 0)) for tp in committed)
 
 
+def group_assigned(settings: Settings, group: str) -> tuple[str, int]:
+    """The group's state (e.g. "STABLE") and how many of its members hold partitions."""
+    from streams.admin import admin_client
+
+    admin = admin_client(settings)
+    try:
+        desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    except KafkaException:
+        return "UNKNOWN", 0
+    holding = sum(1 for m in desc.members if m.assignment is not None and m.assignment.topic_partitions)
+    return desc.state.name, holding
+
+
 def committed_ends(parts: list[TopicPartition], settings: Settings) -> dict[tuple[str, int], int]:
     """1 + the offset of each partition's last committed record: under exactly-once a partition
     written in transactions ends with a commit marker that no consumer ever commits past."""

@@ -173,6 +173,18 @@ class Run:
         self.tally.poll(seconds)
         return self.outcome(sent)
 
+    def wait_group(self, timeout: float = 120.0) -> float:
+        """Seconds until the worker group is stable with every worker holding partitions: the
+        join and its rebalances over before a timed run (RuntimeError on timeout)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            state, holding = kafkaio.group_assigned(self.settings, self.settings.app_id)
+            if state == "STABLE" and holding >= self.workers:
+                return time.monotonic() - t0
+            self.check_alive()
+            time.sleep(0.2)
+        raise RuntimeError(f"worker group not stable with {self.workers} members holding partitions after {timeout:.0f} s")
+
     def worker_lag(self, topics: list[str] | None = None) -> int:
         """Messages of the worker's source topics (default: reports.*[.urgent], internal.dedup(.urgent),
         internal.routed) its group has not committed yet."""

@@ -36,7 +36,7 @@ from streams.eos import (
 )
 from streams.eos import install as install_transactions
 from streams.errors import ConfigError
-from streams.flow import patch_quiet_seek, patch_stale_fetch, patch_urgent_first
+from streams.flow import patch_fetch_wait, patch_quiet_seek, patch_stale_fetch, patch_urgent_first
 from streams.packs import Packer, units
 from streams.policy import Policy
 from streams.records import Rejection
@@ -397,6 +397,7 @@ def build_app(settings: Settings) -> faust.App:
         processing_guarantee=settings.guarantee,
         Table=TransactionalTable,  # changelog records in the event's transaction under exactly_once
         table_cleanup_interval=3600.0,
+        table_standby_replicas=settings.standby_replicas,
         producer_max_request_size=REJECTED_MAX_BYTES,  # a dead letter carries a whole refused record
         producer_linger=producer_linger(settings),
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
@@ -416,6 +417,7 @@ def build_pipeline(settings: Settings | None = None) -> Pipeline:
     registry = Registry.load(settings.reporters_path, settings.operators_path)
     names = Topics(prefix=settings.topic_prefix, partitions=settings.partitions)
     app = build_app(settings)
+    patch_fetch_wait()
     patch_stale_fetch()  # a rebalance must not deliver records fetched before it (streams/flow.py)
     patch_quiet_seek()  # nor a seek to the committed offsets race with records being handed over
     # the urgent topics' records are handed to their agents first (docs/reporters.md)

@@ -74,6 +74,10 @@ class Settings:
     # seconds a produced batch waits for more records (0: a request per record); negative: the
     # guarantee's default (streams.app.producer_linger: 50 ms exactly-once, 5 ms at-least-once)
     producer_linger: float = -1.0
+    # copies of each table partition kept by another worker (Faust's standbys), so a worker that
+    # takes over a dead one's partitions holds their state already instead of rebuilding it from
+    # the changelogs; each copy costs every worker ~90 µs of CPU per referral (docs/benchmarks.md)
+    standby_replicas: int = 1
     # the worker's asyncio event loop: uvloop (libuv, where installed) or asyncio's own
     event_loop: str = "uvloop"
     secure: bool = False  # `stack up` also starts the SASL/SCRAM broker with ACLs (streams.security)

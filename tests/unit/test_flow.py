@@ -237,7 +237,7 @@ def test_a_round_hands_over_the_urgent_topics_records_first() -> None:
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     backlog, other, urgent = TP("reports.pharos", 0), TP("signalement.internal.dedup", 1), TP("reports.pharos.urgent", 0)
-    app: Any = SimpleNamespace()
+    app: Any = SimpleNamespace(tables=SimpleNamespace(changelog_topics=set()))
     patch_urgent_first(app, ["reports.pharos.urgent"])
     thread: Any = SimpleNamespace(app=app, consumer=SimpleNamespace(flow_active=True))
     fetcher = Fetcher({backlog: list(range(1200)), other: list(range(300)), urgent: [7]})
@@ -253,6 +253,50 @@ def test_a_round_hands_over_the_urgent_topics_records_first() -> None:
     assert round_() == {urgent: [8, 9]}
     assert round_() == {backlog: list(range(500, 1000))}
     assert round_() == {backlog: list(range(1000, 1200)), other: list(range(300))}
+
+
+def test_a_round_hands_over_the_changelogs_records_next_in_rounds_of_their_own() -> None:
+    """Changelog records already fetched (a recovery, a standby's copy) go out after the urgent
+    records and before the rest, up to CHANGELOG_ROUND at a time, not in the live rounds of 50."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from streams.flow import CHANGELOG_ROUND
+
+    live, changelog, urgent = TP("reports.pharos", 0), TP("app-dedup-items-changelog", 2), TP("reports.pharos.urgent", 0)
+    app: Any = SimpleNamespace(tables=SimpleNamespace(changelog_topics={"app-dedup-items-changelog"}))
+    patch_urgent_first(app, ["reports.pharos.urgent"])
+    thread: Any = SimpleNamespace(app=app, consumer=SimpleNamespace(flow_active=True))
+    n = CHANGELOG_ROUND + 300
+    fetcher = Fetcher({live: list(range(120)), changelog: list(range(n)), urgent: [7]})
+    consumer: Any = SimpleNamespace(_closed=False, _fetcher=fetcher)
+    active = {live, changelog, urgent}
+
+    def round_() -> dict[TP, list[int]]:
+        return asyncio.run(AIOKafkaConsumerThread._fetch_records(thread, consumer, active, timeout=0, max_records=50))
+
+    assert round_() == {urgent: [7]}
+    assert round_() == {changelog: list(range(CHANGELOG_ROUND))}
+    assert round_() == {changelog: list(range(CHANGELOG_ROUND, n))}
+    assert round_() == {live: list(range(50))}  # the live topics' rounds stay bounded
+    fetcher.held[changelog] = [n]
+    assert round_() == {changelog: [n]}
+    assert round_() == {live: list(range(50, 100))}
+
+
+def test_the_worker_consumer_waits_at_most_fetch_max_wait_ms_for_idle_partitions() -> None:
+    """Faust builds the worker's aiokafka consumer with a fetch wait of 1,500 ms; the pipeline's
+    is FETCH_MAX_WAIT_MS (streams.flow.patch_fetch_wait)."""
+    from streams.app import build_pipeline
+    from streams.config import Settings
+    from streams.flow import FETCH_MAX_WAIT_MS
+
+    async def build() -> Any:
+        app = build_pipeline(Settings()).app
+        return app.consumer._thread._create_worker_consumer(app.transport)
+
+    consumer = asyncio.run(build())
+    assert FETCH_MAX_WAIT_MS == 100
+    assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
 
 
 class Seeker:
