@@ -36,7 +36,7 @@ from streams.eos import (
 )
 from streams.eos import install as install_transactions
 from streams.errors import ConfigError
-from streams.flow import patch_fetch_wait, patch_quiet_seek, patch_stale_fetch, patch_urgent_first
+from streams.flow import patch_direct_delivery, patch_fetch_wait, patch_quiet_seek, patch_stale_fetch, patch_urgent_first
 from streams.packs import Packer, units
 from streams.policy import Policy
 from streams.records import Rejection
@@ -382,6 +382,9 @@ def build_app(settings: Settings) -> faust.App:
     if not 0 <= settings.backlog_commit_interval <= TRANSACTION_TIMEOUT_S / 2:
         raise ConfigError(f"SIGNALEMENT_BACKLOG_COMMIT_INTERVAL={settings.backlog_commit_interval:g}: it must be "
                           f"between 0 (off) and {TRANSACTION_TIMEOUT_S / 2:g} s")
+    # Faust's consumer as the worker runs it, in the Faust ceiling too (bench.faust_passthrough)
+    patch_fetch_wait()  # idle partitions' long poll held busy ones back up to 1.5 s
+    patch_direct_delivery()  # a message handed over without four tasks per message
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
@@ -417,7 +420,6 @@ def build_pipeline(settings: Settings | None = None) -> Pipeline:
     registry = Registry.load(settings.reporters_path, settings.operators_path)
     names = Topics(prefix=settings.topic_prefix, partitions=settings.partitions)
     app = build_app(settings)
-    patch_fetch_wait()
     patch_stale_fetch()  # a rebalance must not deliver records fetched before it (streams/flow.py)
     patch_quiet_seek()  # nor a seek to the committed offsets race with records being handed over
     # the urgent topics' records are handed to their agents first (docs/reporters.md)

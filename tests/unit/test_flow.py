@@ -321,3 +321,101 @@ def test_a_dropped_fetch_is_put_back_on_every_partition_still_ours() -> None:
     assert asyncio.run(rewind(seeker, records)) == 2
     assert seeker.positions == {kept: 100, other: 7}
     assert asyncio.run(rewind(seeker, None)) == 0
+
+
+class FlowOwner:
+    """What Faust's consumer brings to `wait_first`: a mode Service with a `suspend_flow` event."""
+
+    def __new__(cls) -> Any:
+        from mode import Service
+
+        class Owner(Service):
+            def __init__(self) -> None:
+                super().__init__()
+                self.suspend_flow = asyncio.Event()
+
+        return Owner()
+
+
+def direct_wait_first() -> Any:
+    from faust.transport.consumer import Consumer
+
+    from streams.flow import patch_direct_delivery
+
+    patch_direct_delivery()
+    return Consumer.wait_first
+
+
+def test_a_hand_over_with_room_is_made_at_once_without_faust_s_race(monkeypatch: Any) -> None:
+    """The message goes into a queue with room directly: Faust's wait_first (four tasks and an
+    asyncio.wait per message) is not called (streams.flow.patch_direct_delivery)."""
+    from mode import Service
+
+    wait_first = direct_wait_first()
+    raced: list[Any] = []
+    original = Service.wait_first
+
+    async def spy(self: Any, *coros: Any, timeout: Any = None) -> Any:
+        raced.append(coros)
+        return await original(self, *coros, timeout=timeout)
+
+    monkeypatch.setattr(Service, "wait_first", spy)
+
+    async def scenario() -> tuple[Any, list[int]]:
+        owner, queue = FlowOwner(), asyncio.Queue[int](maxsize=2)
+        result = await wait_first(owner, queue.put(1), owner.suspend_flow.wait())
+        return result, [queue.get_nowait()]
+
+    result, got = asyncio.run(scenario())
+    assert got == [1] and not raced and not result.stopped
+
+
+def test_a_hand_over_that_must_wait_finishes_when_room_frees() -> None:
+    wait_first = direct_wait_first()
+
+    async def scenario() -> list[int]:
+        owner, queue = FlowOwner(), asyncio.Queue[int](maxsize=1)
+        queue.put_nowait(1)
+
+        async def consume_later() -> int:
+            await asyncio.sleep(0.01)
+            return queue.get_nowait()
+
+        first = asyncio.ensure_future(consume_later())
+        await wait_first(owner, queue.put(2), owner.suspend_flow.wait())
+        return [await first, queue.get_nowait()]
+
+    assert asyncio.run(scenario()) == [1, 2]
+
+
+def test_a_hand_over_that_must_wait_gives_way_when_the_flow_is_suspended() -> None:
+    """As with Faust's race: a rebalance suspends the flow, the blocked hand-over is cancelled and
+    its message is not put (it is fetched again from the committed offset)."""
+    wait_first = direct_wait_first()
+
+    async def scenario() -> tuple[bool, list[int]]:
+        owner, queue = FlowOwner(), asyncio.Queue[int](maxsize=1)
+        queue.put_nowait(1)
+        asyncio.get_running_loop().call_later(0.01, owner.suspend_flow.set)
+        result = await wait_first(owner, queue.put(2), owner.suspend_flow.wait())
+        await asyncio.sleep(0.01)
+        left = [queue.get_nowait()]
+        await asyncio.sleep(0.01)  # a hand-over still pending would now put its message
+        return result.stopped, left + ([queue.get_nowait()] if not queue.empty() else [])
+
+    stopped, left = asyncio.run(scenario())
+    assert not stopped and left == [1]
+
+
+def test_a_hand_over_s_error_reaches_the_consumer() -> None:
+    wait_first = direct_wait_first()
+
+    async def failing() -> None:
+        raise ValueError("cannot decode")
+
+    async def scenario() -> None:
+        owner = FlowOwner()
+        await wait_first(owner, failing(), owner.suspend_flow.wait())
+
+    with pytest.raises(ValueError, match="cannot decode"):
+        asyncio.run(scenario())
