@@ -36,7 +36,7 @@ from streams.eos import (
 )
 from streams.eos import install as install_transactions
 from streams.errors import ConfigError
-from streams.flow import patch_direct_delivery, patch_fetch_wait, patch_quiet_seek, patch_stale_fetch, patch_urgent_first
+from streams.flow import patch_fetch_wait, patch_quiet_seek, patch_stale_fetch, patch_urgent_first
 from streams.packs import Packer, units
 from streams.policy import Policy
 from streams.records import Rejection
@@ -384,7 +384,6 @@ def build_app(settings: Settings) -> faust.App:
                           f"between 0 (off) and {TRANSACTION_TIMEOUT_S / 2:g} s")
     # Faust's consumer as the worker runs it, in the Faust ceiling too (bench.faust_passthrough)
     patch_fetch_wait()  # idle partitions' long poll held busy ones back up to 1.5 s
-    patch_direct_delivery()  # a message handed over without four tasks per message
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,

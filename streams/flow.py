@@ -21,8 +21,7 @@ Installed: `patch_stale_fetch` (a fetch that spans a rebalance is not handed ove
 the integration tests that kill and move workers; and `patch_urgent_first` (the records of the
 urgent topics are handed over before the others', then the tables' changelog records), for the
 urgent path (docs/reporters.md). Every Faust app of ours (`streams.app.build_app`) also gets
-`patch_fetch_wait` (a fetch waits 100 ms, not 1.5 s, for idle partitions) and
-`patch_direct_delivery` (a message handed over without Faust's four tasks per message).
+`patch_fetch_wait` (a fetch waits 100 ms, not 1.5 s, for idle partitions).
 """
 
 from __future__ import annotations
@@ -279,67 +278,3 @@ def patch_urgent_first(app: Any, topics: Iterable[str]) -> None:
 
     _fetch_records._signalement = True  # type: ignore[attr-defined]
     AIOKafkaConsumerThread._fetch_records = _fetch_records  # type: ignore[method-assign]
-
-
-_EVENT_WAIT = asyncio.Event.wait.__code__
-
-
-async def _finish(coro: Any, yielded: Any) -> Any:
-    """Run `coro`, begun by hand and suspended on `yielded`, to its end as asyncio's Task would:
-    wait for the future it yielded, then resume it (it reads the result or the error itself); if
-    this task is cancelled, the cancellation goes into `coro` where it waits."""
-    while True:
-        try:
-            if yielded is None:  # a bare yield: let the loop run once
-                await asyncio.sleep(0)
-            else:
-                # the Task that would have run `coro` clears this flag before it waits (C futures
-                # refuse a second await of a future still flagged as blocking)
-                yielded._asyncio_future_blocking = False
-                await yielded
-        except BaseException as exc:
-            if yielded is None or not yielded.done():
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-                continue
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            return stop.value
-
-
-def patch_direct_delivery() -> None:
-    """Faust's consumer hands each message to its agents' queues inside
-    `wait_first(callback(message), suspend_flow.wait())`: four tasks and an `asyncio.wait` per
-    message (wait_first also races the service's stopped and crashed events), so that a hand-over
-    blocked on a full queue gives way when a rebalance suspends the flow. That was 25-30 % of a
-    worker's main thread while it restored a table. Here the hand-over is first run directly: a
-    queue with room takes the message at once (no task); only a hand-over that has to wait races
-    the suspension, the rest of it in a task, as before."""
-    from faust.transport.consumer import Consumer
-    from mode.services import Service, WaitResults
-
-    if getattr(Consumer.wait_first, "_signalement", False):
-        return
-
-    async def wait_first(self: Any, *coros: Any, timeout: Any = None) -> Any:
-        if len(coros) == 2 and timeout is None:
-            first, flow = coros
-            if (asyncio.iscoroutine(first) and getattr(flow, "cr_code", None) is _EVENT_WAIT
-                    and flow.cr_frame.f_locals.get("self") is self.suspend_flow
-                    and not (self.suspend_flow.is_set() or self._stopped.is_set() or self._crashed.is_set())):
-                try:
-                    yielded = first.send(None)
-                except StopIteration as stop:
-                    flow.close()
-                    return WaitResults([first], [stop.value], False)
-                except BaseException:
-                    flow.close()
-                    raise
-                coros = (_finish(first, yielded), flow)
-        return await Service.wait_first(self, *coros, timeout=timeout)
-
-    wait_first._signalement = True  # type: ignore[attr-defined]
-    Consumer.wait_first = wait_first  # type: ignore[method-assign]
