@@ -104,11 +104,9 @@ def group_lag(c: Consumer, group: str, parts: list[TopicPartition], settings: Se
     return sum(max(0, ends[(tp.topic, tp.partition)] - max(tp.offset, 0)) for tp in committed)
 
 
-def group_assigned(settings: Settings, group: str) -> tuple[str, int]:
-    """The group's state (e.g. "STABLE") and how many of its members hold partitions."""
-    from streams.admin import admin_client
-
-    admin = admin_client(settings)
+def group_assigned(admin: Any, group: str) -> tuple[str, int]:
+    """The group's state (e.g. "STABLE") and how many of its members hold partitions (`admin`: a
+    confluent-kafka AdminClient, streams.admin.admin_client)."""
     try:
         desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
     except KafkaException:

@@ -25,7 +25,7 @@ from bench import kafkaio, procs
 from bench.common import console, stack_settings, unique, with_prefix
 from bench.load import Record
 from sinks.migrate import client_for
-from streams.admin import create_topics, delete_topics
+from streams.admin import admin_client, create_topics, delete_topics
 from streams.config import Settings
 from streams.registry import Registry
 from streams.topics import Topics
@@ -176,9 +176,9 @@ class Run:
     def wait_group(self, timeout: float = 120.0) -> float:
         """Seconds until the worker group is stable with every worker holding partitions: the
         join and its rebalances over before a timed run (RuntimeError on timeout)."""
-        t0 = time.monotonic()
+        admin, t0 = admin_client(self.settings), time.monotonic()
         while time.monotonic() - t0 < timeout:
-            state, holding = kafkaio.group_assigned(self.settings, self.settings.app_id)
+            state, holding = kafkaio.group_assigned(admin, self.settings.app_id)
             if state == "STABLE" and holding >= self.workers:
                 return time.monotonic() - t0
             self.check_alive()
