@@ -39,7 +39,8 @@ async def _emit(pipe: Pipeline, adm: dedup.Admission) -> None:
 
 
 class Sweeper:
-    """Expiry of dedup items past the horizon, a bounded slice of one partition per tick.
+    """Expiry of dedup items past the horizon (and of their spilled ids: `dedup.stale`), a bounded
+    slice of one partition per tick.
 
     Faust has no per-partition key scan, so this walks the partition's RocksDB (the store's
     `_dbs`, one rocksdict per partition) from a cursor; deletions happen inside the partition's
@@ -69,7 +70,7 @@ class Sweeper:
             last = key
             if key.startswith(b"__faust"):  # the store's own bookkeeping (changelog offset)
                 continue
-            if dedup.expired(dedup.loads(raw), now, self.pipe.policy.dedup_horizon_ms):
+            if dedup.stale(key, raw, now, self.pipe.policy.dedup_horizon_ms):
                 expired.append(key)
             if seen >= self.per_tick:
                 break
@@ -138,9 +139,11 @@ def register(pipe: Pipeline) -> tuple[Any, Any]:
                 table[key] = dedup.dumps(decided)
             return
         cand: RoutedReferral = record  # type: ignore[assignment]
-        adm = dedup.admit(item, cand, now_ms(), pipe.policy)
+        adm = dedup.admit(item, cand, now_ms(), pipe.policy, lambda rid: table.read(dedup.spill_key(key, rid)))
         if adm.item is not None:
             table[key] = dedup.dumps(adm.item)
+        if adm.spill is not None:
+            table[dedup.spill_key(key, adm.spill[0])] = adm.spill[1]
         await _emit(pipe, adm)
 
     return routing, routing_urgent

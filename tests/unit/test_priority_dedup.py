@@ -199,3 +199,86 @@ def test_policy_urgent_priorities(tmp_path: Path) -> None:
     path.write_text(text.replace("urgent: true", "urgent: soon"))
     with pytest.raises(ConfigError, match="CRITICAL: urgent must be true or false"):
         Policy.load(path)
+
+
+def _merge(n: int, start: int = 0) -> tuple[dict[str, Any], dict[bytes, bytes], list[dedup.Admission]]:
+    """An item of n referrals ("r0" first), the spilled ids written as the agent writes them."""
+    item = dedup.admit(None, candidate(f"r{start}"), NOW, POLICY).item
+    assert item is not None
+    table: dict[bytes, bytes] = {}
+    adms = []
+    for i in range(start + 1, start + n):
+        adm = dedup.admit(item, candidate(f"r{i}", reporter="eu-iru"), NOW + i, POLICY,
+                          lambda rid: table.get(dedup.spill_key(b"k", rid)))
+        assert adm.item is not None and adm.duplicate is not None
+        if adm.spill is not None:
+            table[dedup.spill_key(b"k", adm.spill[0])] = adm.spill[1]
+        item = adm.item
+        adms.append(adm)
+    return item, table, adms
+
+
+def test_an_item_keeps_its_latest_ids_and_spills_the_older_ones() -> None:
+    n = dedup.KEEP_IDS + 500
+    item, table, adms = _merge(n)
+    assert item["ids"] == [f"r{i}" for i in range(n - dedup.KEEP_IDS, n)]
+    assert sorted(table) == sorted(dedup.spill_key(b"k", f"r{i}") for i in range(n - dedup.KEEP_IDS))
+    assert item["n"] == n - dedup.KEEP_IDS and item["s"] == NOW + dedup.KEEP_IDS  # epoch: the first spill
+    assert [a.spill is not None for a in adms].count(True) == n - dedup.KEEP_IDS
+    assert len(dedup.dumps(item)) < 4_000  # bounded: 64 ids and the canonical referral
+
+
+def test_replays_of_spilled_and_kept_ids_change_nothing_and_new_ones_are_duplicates() -> None:
+    item, table, _ = _merge(dedup.KEEP_IDS + 10)
+    lookups: list[str] = []
+
+    def lookup(rid: str) -> bytes | None:
+        lookups.append(rid)
+        return table.get(dedup.spill_key(b"k", rid))
+
+    for rid in ("r0", "r5", f"r{dedup.KEEP_IDS + 9}"):  # spilled first, spilled, the latest
+        assert dedup.admit(item, candidate(rid, reporter="ctiru"), NOW + 10_000, POLICY, lookup) == dedup.Admission()
+    new = dedup.admit(item, candidate("fresh", reporter="ctiru"), NOW + 10_000, POLICY, lookup)
+    assert new.duplicate is not None and new.duplicate["referral_id"] == "fresh"
+    assert lookups == ["r0", "r5", "fresh"]  # a kept id needs no lookup
+
+
+def test_an_item_that_never_spilled_looks_nothing_up() -> None:
+    item = dedup.admit(None, candidate("a"), NOW, POLICY).item
+
+    def lookup(rid: str) -> bytes | None:
+        raise AssertionError(f"looked up {rid}")
+
+    assert item is not None
+    adm = dedup.admit(item, candidate("b", reporter="eu-iru"), NOW + 1, POLICY, lookup)
+    assert adm.duplicate is not None and adm.spill is None and "n" not in adm.item  # type: ignore[operator]
+
+
+def test_ids_spilled_by_an_expired_item_are_not_replays_of_the_next_one() -> None:
+    old, table, _ = _merge(dedup.KEEP_IDS + 5)
+    later = NOW + POLICY.dedup_horizon_ms + 10_000
+    again = dedup.admit(old, candidate("new-first"), later, POLICY, lambda rid: table.get(dedup.spill_key(b"k", rid)))
+    assert again.route is not None and again.item is not None  # the old item expired: a new one
+    item = again.item
+    for i in range(dedup.KEEP_IDS + 1):  # the new item spills too, under its own epoch
+        adm = dedup.admit(item, candidate(f"n{i}", reporter="eu-iru"), later + i, POLICY)
+        assert adm.item is not None
+        item = adm.item
+    assert item["s"] != old["s"]
+    # "r0" was spilled by the old item: reported again, it is a duplicate of the new one
+    adm = dedup.admit(item, candidate("r0", reporter="ctiru"), later + 100, POLICY,
+                      lambda rid: table.get(dedup.spill_key(b"k", rid)))
+    assert adm.duplicate is not None and adm.duplicate["canonical_referral_id"] == "new-first"
+
+
+def test_the_sweeper_keeps_spilled_ids_for_two_horizons() -> None:
+    h = POLICY.dedup_horizon_ms
+    item, table, _ = _merge(dedup.KEEP_IDS + 1)
+    (key, value), = table.items()
+    assert dedup.is_spill_key(key) and not dedup.is_spill_key(b"twitter|https://x.com/a")
+    spilled_at = NOW + dedup.KEEP_IDS
+    assert not dedup.stale(key, value, spilled_at + 2 * h, h)
+    assert dedup.stale(key, value, spilled_at + 2 * h + 1, h)
+    routed_at = item["c"]["routed_at"]
+    assert not dedup.stale(b"k", dedup.dumps(item), routed_at + h, h)
+    assert dedup.stale(b"k", dedup.dumps(item), routed_at + h + 1, h)
