@@ -30,8 +30,10 @@ from streams.eos import (
     PartitionTransactions,
     Staged,
     TransactionalTable,
+    guarded_consumer,
     latest_writes,
     pace,
+    send_refused,
     work_lock,
 )
 from streams.eos import install as install_transactions
@@ -288,7 +290,8 @@ class Pipeline:
         Straight to the app's producer (the transaction manager under exactly_once), as
         `Topic.send` ends up doing: its FutureMessage, channel and sensor steps were ~10 % of the
         worker's time in the profile (docs/benchmarks.md); under at_least_once straight to its
-        aiokafka producer (streams/appends.py). Failures are logged and counted.
+        aiokafka producer (streams/appends.py). Failures are logged and counted, and no commit
+        happens after one: the worker stops (`streams.eos.send_refused`).
         """
         producer = self._producer
         if producer is None:
@@ -314,6 +317,7 @@ class Pipeline:
         if exc is not None:
             self.counters["send_failed"] += 1
             log.error("send failed: %s: %s", type(exc).__name__, exc)
+            send_refused(self.app, exc)  # no commit after it (every send here is in a unit of work)
 
     async def reject(self, message: Any, code: str, error: str) -> None:
         """Dead-letter the original bytes with a precise reason; never raises on bad input."""
@@ -411,6 +415,8 @@ def build_app(settings: Settings) -> faust.App:
     )
     if settings.guarantee == "exactly_once":
         install_transactions(app, settings.confluent(), settings.urgent_commit_gap, settings.backlog_commit_interval)
+    else:
+        app.transport.Consumer = guarded_consumer(app.transport.Consumer)  # type: ignore[misc]
     return app
 
 

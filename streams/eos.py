@@ -208,6 +208,47 @@ def offsets_to_commit(faust: Mapping[TP, int], handled: Mapping[TP, int], commit
     return out
 
 
+class SendRefused(Exception):
+    """A record the worker sent was refused for good: no offset may be committed after it."""
+
+
+_refused: weakref.WeakKeyDictionary[Any, BaseException] = weakref.WeakKeyDictionary()
+
+
+def send_refused(app: Any, exc: BaseException) -> None:
+    """A record an agent sent was refused for good (MessageSizeTooLarge, an ACL, a topic gone...).
+
+    aiokafka, unlike Kafka's Java producer, does not make that an abortable error of the
+    transaction: the commit went through without the record, with the offsets of the event that
+    made it, and the record was lost (the records after it on that partition fail too, with
+    OutOfOrderSequence). Faust's at-least-once commit likewise commits after a failed send. From
+    now on no commit happens: the next one stops the worker, and its next start handles again
+    what was not committed (under exactly_once with the undo journal: this module's doc)."""
+    _refused.setdefault(app, exc)
+
+
+def refusal(app: Any) -> SendRefused | None:
+    exc = _refused.get(app)
+    if exc is None:
+        return None
+    return SendRefused(f"a record sent was refused ({type(exc).__name__}: {exc}): nothing more is committed")
+
+
+def guarded_consumer(base: Any) -> Any:
+    """Faust's consumer class whose at-least-once commit stops the worker after a refused send
+    (`send_refused`; exactly-once commits check in `PartitionTransactions._commit_one`)."""
+
+    async def _commit(self: Any, offsets: Mapping[TP, int]) -> bool:
+        refused = refusal(self.app)
+        if refused is not None:
+            log.error("%s: the worker stops", refused)
+            await self.app.crash(refused)
+            return False
+        return bool(await base._commit(self, offsets))
+
+    return type("GuardedConsumer", (base,), {"_commit": _commit})
+
+
 class PartitionTransactions(TransactionManager):
     """Faust's transaction manager, with sends routed to the source partition's transaction."""
 
@@ -366,6 +407,11 @@ class PartitionTransactions(TransactionManager):
                 await txn.begin_transaction()
             if tp_offsets:
                 await txn.send_offsets_to_transaction(tp_offsets, self.app.conf.id)
+            # the produce responses, which the commit waits for anyway: a refused record is known now
+            await txn._message_accumulator.flush_for_commit()
+            refused = refusal(self.app)
+            if refused is not None:
+                raise refused
             await txn.commit_transaction()
             if start_new_transaction:
                 await txn.begin_transaction()

@@ -353,3 +353,35 @@ def test_the_seek_to_committed_offsets_puts_back_only_stream_partitions_never_co
     patch_stable_seek(Thread, {}, "app")
     assert asyncio.run(Thread().seek_to_committed()) == committed  # Faust still gets what was committed
     assert sorted(sought) == [("internal.dedup:2", 0), ("reports.pharos:0", 0)]
+
+
+def test_an_at_least_once_commit_after_a_refused_send_stops_the_worker() -> None:
+    import asyncio
+
+    from streams.eos import SendRefused, guarded_consumer, send_refused
+
+    class App:
+        def __init__(self) -> None:
+            self.crashed: list[BaseException] = []
+
+        async def crash(self, exc: BaseException) -> None:
+            self.crashed.append(exc)
+
+    class Base:
+        def __init__(self, app: App) -> None:
+            self.app, self.committed = app, []  # type: list[Any]
+
+        async def _commit(self, offsets: Any) -> bool:
+            self.committed.append(dict(offsets))
+            return True
+
+    consumer = guarded_consumer(Base)(App())
+    assert asyncio.run(consumer._commit({"tp": 1})) is True  # nothing refused: Faust's commit
+    send_refused(consumer.app, RuntimeError("MessageSizeTooLargeError"))
+    send_refused(consumer.app, RuntimeError("OutOfOrderSequenceNumber"))  # the first refusal is the cause
+    assert asyncio.run(consumer._commit({"tp": 2})) is False
+    assert consumer.committed == [{"tp": 1}]
+    (exc,) = consumer.app.crashed
+    assert isinstance(exc, SendRefused) and "MessageSizeTooLargeError" in str(exc)
+    other = guarded_consumer(Base)(App())  # refusals are per app
+    assert asyncio.run(other._commit({"tp": 3})) is True
