@@ -20,7 +20,7 @@ import argparse
 import threading
 import time
 
-from bench import kafkaio
+from bench import cores, kafkaio
 from bench.common import Result, console
 from bench.latency import Arrivals, Pacer, percentiles
 from bench.load import Crisis, Generator, Mix
@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> Result:
                               args.critical_rate, args.critical_seconds, fast_path=bool(fast))
                   for fast in (1, 0)} if args.critical_rate > 0 else {}
         arrivals.pacers += orders.values()
+        sampler = cores.Sampler()
+        sampler.start()
         producer.start()
         started = time.monotonic()
         rss_peak = 0
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> Result:
         out = run.outcome(total)
         hwm = max(p.status()["VmHWM"] for p in run.procs)
         cpu = sum(p.cpu_seconds() for p in run.procs)
+        sampler.stop()
     assert out.last_ts is not None
     produce_s = sent.get("end", 0) - sent.get("start", 0)
     # to the burst's own last output: the removal orders paced over it end ~30 s in, whatever the burst does
@@ -131,6 +134,11 @@ def run(args: argparse.Namespace) -> Result:
                "first send -> the burst's last output record (the paced removal orders aside)" if out.complete else
                f"INCOMPLETE after {args.timeout:.0f} s: {out.accounted:,} of {total:,}")
     result.add("drain rate", round(rate), "referrals/s")
+    used = sampler.cores(sent["start"], burst_end.last_ts / 1000)
+    result.add("cores used by the worker processes during the burst", used.get("worker"), "cores",
+               "first send -> the burst's last output, CPU s / wall s from /proc (bench.cores): "
+               + cores.describe(used))
+    result.details["cores during the burst"] = used
     for fast, pacer in orders.items():
         path = "urgent topic" if fast else "main topic"
         visible, produced = arrivals.of(pacer)
