@@ -4,7 +4,10 @@ internal.windows, internal.dedup (ItemDecided) | referrals.rejected.
 Everything about one referral is keyed by its referral_id on the same partition number, so the
 reactions table joins routed referrals and decisions locally. Deadlines and held decisions are
 indexed in memory per partition (rebuilt from the tables after a restart) and looked at on the
-partition's ticks, so the tables are modified only inside their partition's stream.
+partition's ticks, so the tables are modified only inside their partition's stream. The ticks
+also forget decided referrals a dedup horizon after their last change (`logic.settled`), so the
+table, and the scan that rebuilds the index at each start, do not grow with every referral ever
+routed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from agents.logic import reactions as logic
 from agents.logic.dedup import dedup_key
 from agents.logic.overdue import DeadlineIndex, overdue_alert
 from agents.logic.validate import check_decision
+from agents.sweep import Sweeper
 from agents.ticks import register_ticks
 from streams.app import BATCH, Pipeline, now_ms
 from streams.errors import RejectedError
@@ -39,6 +43,10 @@ class Reactor:
 
     def __init__(self, pipe: Pipeline, table: Any, pending: Any) -> None:
         self.pipe, self.table, self.pending = pipe, table, pending
+        retention = pipe.policy.dedup_horizon_ms
+        # decided referrals are forgotten a horizon after their last change (logic.settled)
+        self.sweeper = Sweeper(pipe, table, lambda _key, raw, now: _settled(raw, now, retention), retention,
+                               counter="reactions_forgotten")
         self.index: dict[int, DeadlineIndex] = defaultdict(lambda: DeadlineIndex())
         self.built: set[int] = set()
         # per partition: newest referrals.accepted record timestamp handled, and when (held decisions wait for it)
@@ -84,11 +92,11 @@ class Reactor:
     def _index(self, partition: int, state: dict[str, Any]) -> None:
         r: Reaction = state["r"]
         idx = self.index[partition]
-        for kind, done, deadline in (("ACK", r["acked_at"], r["ack_deadline"]),
-                                     ("DECISION", r["decided_at"], r["decision_deadline"])):
-            # a late act still owes its alert (the deadline was missed): keep it indexed
-            if kind not in state["alerts"] and (done is None or done > deadline):
-                idx.add(r["referral_id"], kind, deadline)
+        # a late act still owes its alert (the deadline was missed): keep it indexed
+        owed = dict(logic.owed_alerts(r, state["alerts"]))
+        for kind in ("ACK", "DECISION"):
+            if kind in owed:
+                idx.add(r["referral_id"], kind, owed[kind])
             else:
                 idx.remove(r["referral_id"], kind)
 
@@ -135,6 +143,10 @@ class Reactor:
     async def on_tick(self, partition: int) -> None:
         if partition not in self.built:
             self._rebuild(partition)
+        try:
+            self.sweeper.sweep(partition, now_ms())
+        except Exception:  # retention is housekeeping: it must never stop the reactions
+            log.exception("reactions sweep failed on partition %s", partition)
         now, grace = now_ms(), self.pipe.policy.unknown_grace_ms
         for referral_id, kind, _deadline in self.index[partition].due(now):
             key = referral_id.encode()
@@ -181,6 +193,11 @@ class Reactor:
                 first = min(h["at"] for h in held["held"])
                 self.index[partition].add(key.decode(), HELD, first + self.pipe.policy.unknown_grace_ms)
         self.built.add(partition)
+
+
+def _settled(raw: bytes, now: int, retention_ms: int) -> bool:
+    state = orjson.loads(raw)
+    return logic.settled(state["r"], state["alerts"], now, retention_ms)
 
 
 def _b64(data: bytes | None) -> str | None:

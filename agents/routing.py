@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from agents.logic import dedup
+from agents.sweep import Sweeper
 from streams.app import BATCH, Pipeline, now_ms
 from streams.packs import PACK, unpack
 from streams.records import RoutedReferral
@@ -38,57 +39,13 @@ async def _emit(pipe: Pipeline, adm: dedup.Admission) -> None:
         pipe.counters["duplicated"] += 1
 
 
-class Sweeper:
-    """Expiry of dedup items past the horizon (and of their spilled ids: `dedup.stale`), a bounded
-    slice of one partition per tick.
-
-    Faust has no per-partition key scan, so this walks the partition's RocksDB (the store's
-    `_dbs`, one rocksdict per partition) from a cursor; deletions happen inside the partition's
-    tick event, so their tombstones go to the right changelog partition.
-
-    A pass over a partition begins at most once per `PASSES`-th of the horizon (an hour for 30
-    days): an expired item already counts as new when read (`dedup.admit`), so the sweep only
-    frees disk, and re-reading a small table every few ticks cost ~4 µs per key (its JSON).
-    """
-
-    PASSES = 720  # passes per horizon, at most
-
-    def __init__(self, pipe: Pipeline, table: Any, per_tick: int = 5_000) -> None:
-        self.pipe, self.table, self.per_tick = pipe, table, per_tick
-        self.cursor: dict[int, bytes | None] = {}
-        self.next_pass: dict[int, int] = {}  # per partition: no new pass before this time (ms)
-
-    def sweep(self, partition: int, now: int) -> int:
-        if self.cursor.get(partition) is None and now < self.next_pass.get(partition, 0):
-            return 0
-        db = self.table.partition_db(partition)
-        if db is None:
-            return 0
-        expired, seen, last = [], 0, None
-        for key, raw in db.items(from_key=self.cursor.get(partition)):
-            seen += 1
-            last = key
-            if key.startswith(b"__faust"):  # the store's own bookkeeping (changelog offset)
-                continue
-            if dedup.stale(key, raw, now, self.pipe.policy.dedup_horizon_ms):
-                expired.append(key)
-            if seen >= self.per_tick:
-                break
-        self.cursor[partition] = last + b"\x00" if seen >= self.per_tick and last is not None else None
-        if self.cursor[partition] is None:  # the pass is over
-            self.next_pass[partition] = now + self.pipe.policy.dedup_horizon_ms // self.PASSES
-        for key in expired:
-            del self.table[key]
-        self.pipe.counters["expired"] += len(expired)
-        return len(expired)
-
-
 def register(pipe: Pipeline) -> tuple[Any, Any]:
     """The dedup agents (urgent candidates apart) and their table, keyed by (operator, normalised URL)."""
     from agents.ticks import register_ticks
 
     table = pipe.table("dedup-items")
-    sweeper = Sweeper(pipe, table)
+    horizon = pipe.policy.dedup_horizon_ms
+    sweeper = Sweeper(pipe, table, lambda key, raw, now: dedup.stale(key, raw, now, horizon), horizon)
     names = pipe.names
     register_ticks(pipe)
 

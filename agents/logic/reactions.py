@@ -124,6 +124,26 @@ def apply_reissue(reaction: Reaction, routed: RoutedReferral, now_ms: int | None
     return out
 
 
+def owed_alerts(reaction: Reaction, alerted: list[str]) -> list[tuple[str, int]]:
+    """(kind, deadline) of each overdue alert still owed or possibly owed: its act has not come
+    yet or came late, and no alert was sent (`alerted`). What the deadline index holds."""
+    out = []
+    for kind, done, deadline in (("ACK", reaction["acked_at"], reaction["ack_deadline"]),
+                                 ("DECISION", reaction["decided_at"], reaction["decision_deadline"])):
+        if kind not in alerted and (done is None or done > deadline):
+            out.append((kind, deadline))
+    return out
+
+
+def settled(reaction: Reaction, alerted: list[str], now_ms: int, retention_ms: int) -> bool:
+    """Whether a referral's reaction state may be forgotten: decided, no alert owed, and unchanged
+    for `retention_ms` (the dedup horizon). Nothing changes a decided reaction any more; a decision
+    about it arriving after that is held, then dead-lettered as UNKNOWN_REFERRAL. An undecided
+    referral is kept whatever its age: it is still open, and still late."""
+    return (reaction["decided_at"] is not None and not owed_alerts(reaction, alerted)
+            and now_ms - reaction["updated_at"] > retention_ms)
+
+
 # How far the referrals.accepted records handled must have moved past the moment a decision was
 # held before "no routing event will come" holds: record timestamps of routing transactions of
 # several partitions are appended slightly out of order (linger, commit interval, clock skew).

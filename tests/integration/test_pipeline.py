@@ -170,6 +170,43 @@ def test_dedup_items_expire_after_the_horizon(stack: Settings, topic_prefix: str
         worker.stop()
 
 
+def test_decided_referrals_are_forgotten_after_the_horizon_open_ones_kept(stack: Settings, topic_prefix: str,
+                                                                          tmp_path: Path) -> None:
+    """The reactions table forgets a decided referral a horizon after its last change (a tombstone
+    in its changelog), so it does not grow with every referral ever routed; an undecided one stays."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SHORT_HORIZON)
+    worker = WorkerProcess.for_prefix(stack, topic_prefix, tmp_path, SIGNALEMENT_POLICY=str(policy))
+    worker.start()
+    try:
+        names, codec = Topics(prefix=topic_prefix, partitions=stack.partitions), default_codec()
+        decided = scenario.referral("pharos", "https://x.com/u/status/decided")
+        still_open = scenario.referral("pharos", "https://x.com/u/status/open")
+        send(stack, names, [("pharos", codec.encode("Referral", r)) for r in (decided, still_open)])
+        routed = wait_for_count(stack, names.lane("twitter", "STANDARD"), 2, worker=worker)
+        acted_at = max(m.decode()["routed_at"] for m in routed) + 10
+        removal = codec.encode("OperatorDecision", {"referral_id": decided["referral_id"], "operator_id": "twitter",
+                                                    "action": "REMOVED", "acted_at": acted_at, "reason": None,
+                                                    "operator_ref": None})
+        produce(stack, names.decisions("twitter"), [(decided["referral_id"].encode(), removal)])
+        wait_for_count(stack, names.reactions, 1, worker=worker)
+        changelog = f"{topic_prefix}app-reactions-changelog"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            records = read_topics(stack, [changelog], idle_s=1.0)[changelog]
+            if any(m.key == decided["referral_id"].encode() and m.value is None for m in records):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"no tombstone for {decided['referral_id']} in {changelog}\n{worker.log_tail()}")
+        time.sleep(3)  # the open one is past the horizon too by now
+        records = read_topics(stack, [changelog], idle_s=1.0)[changelog]
+        assert not any(m.key == still_open["referral_id"].encode() and m.value is None for m in records)
+        assert any(m.key == still_open["referral_id"].encode() for m in records)
+    finally:
+        worker.stop()
+
+
 def test_urgent_referrals_do_not_wait_for_the_commit_interval(stack: Settings, topic_prefix: str,
                                                               tmp_path: Path) -> None:
     """Under exactly-once a lane sees a referral once both hops' transactions commit: with commits

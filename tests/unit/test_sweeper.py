@@ -1,5 +1,6 @@
-"""The dedup sweeper (agents.routing.Sweeper) over a real RocksDB partition: it deletes the items
-past the horizon a slice per tick, and begins a new pass at most once per 720th of the horizon."""
+"""The table sweeper (agents.sweep.Sweeper) over a real RocksDB partition: it deletes the dedup items
+past the horizon a slice per tick, and begins a new pass at most once per 720th of the horizon;
+with the reactions' predicate, the decided referrals a horizon after their last change."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 import pytest
 import rocksdict
 
-from agents.logic import dedup
-from agents.routing import Sweeper
+from agents.logic import dedup, reactions
+from agents.sweep import Sweeper
 
 pytestmark = pytest.mark.unit
 
@@ -51,8 +52,8 @@ def table(tmp_path: Path) -> Any:
 
 
 def sweeper(table: Table, per_tick: int = 5_000) -> Sweeper:
-    pipe = SimpleNamespace(policy=SimpleNamespace(dedup_horizon_ms=HORIZON), counters=Counter())
-    return Sweeper(pipe, table, per_tick)  # type: ignore[arg-type]
+    pipe = SimpleNamespace(counters=Counter())
+    return Sweeper(pipe, table, lambda key, raw, now: dedup.stale(key, raw, now, HORIZON), HORIZON, per_tick=per_tick)
 
 
 def test_a_pass_deletes_the_expired_items_only(table: Table) -> None:
@@ -79,3 +80,43 @@ def test_a_new_pass_waits_for_its_turn_a_pass_under_way_does_not(table: Table) -
     assert table.keys() == [b"b"]
     assert s.sweep(0, NOW + 1_000) == 1
     assert table.keys() == []
+
+
+def reaction_state(routed_at: int, acked_at: int | None, decided_at: int | None, updated_at: int,
+                   alerts: list[str] | None = None) -> dict[str, Any]:
+    r = {"referral_id": "r", "routed_at": routed_at, "acked_at": acked_at, "decided_at": decided_at,
+         "ack_deadline": routed_at + 100, "decision_deadline": routed_at + 1_000, "updated_at": updated_at}
+    return {"r": r, "alerts": alerts or [], "p": 0}
+
+
+def test_a_decided_reaction_is_forgotten_a_horizon_after_its_last_change_an_open_one_never() -> None:
+    t0 = NOW - 10 * HORIZON
+    on_time = reaction_state(t0, t0 + 50, t0 + 500, t0 + 500)
+    r, a = on_time["r"], on_time["alerts"]
+    assert not reactions.settled(r, a, t0 + 500 + HORIZON, HORIZON)  # exactly a horizon: kept
+    assert reactions.settled(r, a, t0 + 501 + HORIZON, HORIZON)
+    late = reaction_state(t0, t0 + 50, t0 + 5_000, t0 + 5_000)  # decided past its deadline
+    assert not reactions.settled(late["r"], [], NOW, HORIZON)  # its alert is still owed
+    assert reactions.settled(late["r"], ["DECISION"], NOW, HORIZON)  # sent: nothing owed
+    open_ = reaction_state(t0, None, None, t0)
+    assert not reactions.settled(open_["r"], ["ACK", "DECISION"], NOW, HORIZON)  # undecided: kept for ever
+    assert reactions.owed_alerts(open_["r"], ["ACK"]) == [("DECISION", t0 + 1_000)]
+
+
+def test_the_reactions_sweep_deletes_the_settled_states_only(table: Table) -> None:
+    import orjson
+
+    t0 = NOW - 10 * HORIZON
+    table[b"settled"] = orjson.dumps(reaction_state(t0, t0 + 50, t0 + 500, t0 + 500))
+    table[b"recent"] = orjson.dumps(reaction_state(NOW - 100, NOW - 90, NOW - 50, NOW - 50))
+    table[b"open"] = orjson.dumps(reaction_state(t0, t0 + 50, None, t0 + 50))
+    pipe = SimpleNamespace(counters=Counter())
+
+    def stale(_key: bytes, raw: bytes, now: int) -> bool:
+        state = orjson.loads(raw)
+        return reactions.settled(state["r"], state["alerts"], now, HORIZON)
+
+    s = Sweeper(pipe, table, stale, HORIZON, counter="reactions_forgotten")
+    assert s.sweep(0, NOW) == 1
+    assert sorted(table.keys()) == [b"open", b"recent"]
+    assert pipe.counters["reactions_forgotten"] == 1
