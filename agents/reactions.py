@@ -70,6 +70,11 @@ class Reactor:
                 self.accepted_seen_until[msg.partition] = stamp
         routed: RoutedReferral = self.pipe.codec.decode(msg.value, "RoutedReferral")  # type: ignore[assignment]
         state = self._load(key)
+        if state is None and routed["version"] > 0:
+            # a new version comes after version 0 on this partition: its state was forgotten, the
+            # referral decided long ago (`logic.settled`); a new reaction would owe alerts again
+            self.pipe.counters["versions_of_forgotten"] += 1
+            return
         if state is None:
             state = {"r": logic.new_reaction(routed, now), "k": dedup_key(routed["operator_id"], routed["normalized_url"]),
                      "v": routed["version"], "p": msg.partition, "alerts": []}

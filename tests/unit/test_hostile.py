@@ -16,6 +16,7 @@ from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -303,3 +304,21 @@ def test_a_held_decision_waits_for_the_accepted_backlog_not_only_for_the_clock(m
 
     asyncio.run(run())
     assert [(t, o, code) for t, o, _v, code in pipe.rejected] == [(topic, 1, "UNKNOWN_REFERRAL")]
+
+
+def test_a_new_version_of_a_forgotten_referral_makes_no_reaction() -> None:
+    """Version 0 comes first on the referral's partition: a later version with no state is of a
+    referral decided and forgotten (reactions.settled), and must not owe its alerts again."""
+    pipe = FakePipe()
+    table = Table()
+    reactor = Reactor(pipe, table, Table())  # type: ignore[arg-type]
+    rid = ROUTED["referral_id"]
+    update = CODEC.encode("RoutedReferral", {**ROUTED, "operator_id": "google", "version": 1, "co_reporters": ["eu-iru"]})
+    first = CODEC.encode("RoutedReferral", {**ROUTED, "operator_id": "google"})
+
+    asyncio.run(reactor.on_routed(message(pipe.names.accepted, 1, rid.encode(), update)))
+    assert table == {} and not reactor.index[0].due(2**62)
+    assert pipe.counters["versions_of_forgotten"] == 1
+    asyncio.run(reactor.on_routed(message(pipe.names.accepted, 2, rid.encode(), first)))
+    asyncio.run(reactor.on_routed(message(pipe.names.accepted, 3, rid.encode(), update)))
+    assert orjson.loads(table[rid.encode()])["v"] == 1  # the same version after version 0: applied
