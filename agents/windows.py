@@ -10,7 +10,8 @@ every event is counted (its mask written) as before, but each window it touched 
 per batch instead of once per event, and the book is flushed once per batch. An event touches
 12 windows (1 h size, 5 min step), so per-event storage was 13 table writes, i.e. 13 changelog
 records, per reaction: the windows agent's share of the profile under decisions
-(docs/benchmarks.md). Offsets are committed only after the batch is handled.
+(docs/benchmarks.md). Offsets are committed only after the batch is handled. The ticks also
+forget each referral's counted events a dedup horizon after the last one (`counted_stale`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections import defaultdict
 from typing import Any
 
 from agents.logic import windows as logic
+from agents.sweep import Sweeper
 from agents.ticks import register_ticks
 from streams.app import Pipeline, acting_for, now_ms, partition_groups
 from streams.records import Reaction
@@ -43,6 +45,10 @@ class Windower:
 
     def __init__(self, pipe: Pipeline, states: Any, counted: Any) -> None:
         self.pipe, self.states, self.counted = pipe, states, counted
+        retention = pipe.policy.dedup_horizon_ms
+        # a referral's counted events are forgotten a horizon after the last one (`counted_stale`)
+        self.sweeper = Sweeper(pipe, counted, lambda _key, raw, now: counted_stale(raw, now, retention), retention,
+                               counter="counted_forgotten")
         self.books: dict[int, logic.WindowBook] = {}
         self.keys_of: dict[int, set[bytes]] = defaultdict(set)
 
@@ -80,6 +86,7 @@ class Windower:
                     for event in current:
                         msg = event.message
                         if msg.topic == ticks:
+                            self._sweep(partition)
                             continue
                         try:
                             self._count(msg, touched)
@@ -95,11 +102,11 @@ class Windower:
         """Add the reaction's uncounted events to the book; note the windows they changed."""
         reaction: Reaction = self.pipe.codec.decode(msg.value, "Reaction")  # type: ignore[assignment]
         rid = reaction["referral_id"].encode()
-        mask = self.counted.read(rid)
-        events, new_mask = logic.events_of(reaction, int(mask) if mask is not None else 0)
+        raw = self.counted.read(rid)
+        events, new_mask = logic.events_of(reaction, counted_mask(raw) if raw is not None else 0)
         if not events:
             return
-        self.counted[rid] = str(new_mask).encode()
+        self.counted[rid] = b"%d:%d" % (new_mask, now_ms())
         book, now = self.book(msg.partition), now_ms()
         for event in events:
             late = book.add(event, now)
@@ -107,6 +114,12 @@ class Windower:
                 log.info("late event referral=%s kind=%s windows=%s", event.referral_id, event.kind, late)
             for start in logic.windows_for(event.at, book.size_ms, book.step_ms):
                 touched.add((event.operator_id, event.priority, start))
+
+    def _sweep(self, partition: int) -> None:
+        try:
+            self.sweeper.sweep(partition, now_ms())
+        except Exception:  # retention is housekeeping: it must never stop the windows
+            log.exception("windows: sweeping partition %s failed", partition)
 
     def _store_touched(self, partition: int, touched: set[logic.WindowKey]) -> None:
         book = self.book(partition)
@@ -131,6 +144,19 @@ class Windower:
                 self.keys_of[partition].discard(_key(key))
                 del self.states[_key(key)]
         self.states[WATERMARK.format(partition).encode()] = str(book.watermark).encode()
+
+
+def counted_mask(raw: bytes) -> int:
+    """The events of a referral counted so far: `mask:written_at` (`mask` alone before session 20)."""
+    return int(raw.split(b":", 1)[0])
+
+
+def counted_stale(raw: bytes, now: int, retention_ms: int) -> bool:
+    """Whether a referral's counted events may be forgotten: none counted for `retention_ms` (the
+    dedup horizon). Its windows closed long before (size + grace), so an event of it seen again
+    could not be counted twice; values written before session 20 carry no time and are kept."""
+    _mask, sep, at = raw.partition(b":")
+    return bool(sep) and now - int(at) > retention_ms
 
 
 def register(pipe: Pipeline) -> Any:

@@ -173,7 +173,8 @@ def test_dedup_items_expire_after_the_horizon(stack: Settings, topic_prefix: str
 def test_decided_referrals_are_forgotten_after_the_horizon_open_ones_kept(stack: Settings, topic_prefix: str,
                                                                           tmp_path: Path) -> None:
     """The reactions table forgets a decided referral a horizon after its last change (a tombstone
-    in its changelog), so it does not grow with every referral ever routed; an undecided one stays."""
+    in its changelog), so it does not grow with every referral ever routed; an undecided one stays.
+    The windows agent forgets the referral's counted events likewise."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(SHORT_HORIZON)
     worker = WorkerProcess.for_prefix(stack, topic_prefix, tmp_path, SIGNALEMENT_POLICY=str(policy))
@@ -203,6 +204,11 @@ def test_decided_referrals_are_forgotten_after_the_horizon_open_ones_kept(stack:
         records = read_topics(stack, [changelog], idle_s=1.0)[changelog]
         assert not any(m.key == still_open["referral_id"].encode() and m.value is None for m in records)
         assert any(m.key == still_open["referral_id"].encode() for m in records)
+        # the windows agent forgets which of its events it counted, a horizon after the last one
+        counted = read_topics(stack, [f"{topic_prefix}app-window-counted-changelog"], idle_s=1.0)
+        values = [m.value for m in counted[f"{topic_prefix}app-window-counted-changelog"]
+                  if m.key == decided["referral_id"].encode()]
+        assert values and values[0] is not None and values[-1] is None, values
     finally:
         worker.stop()
 

@@ -120,3 +120,16 @@ def test_the_reactions_sweep_deletes_the_settled_states_only(table: Table) -> No
     assert s.sweep(0, NOW) == 1
     assert sorted(table.keys()) == [b"open", b"recent"]
     assert pipe.counters["reactions_forgotten"] == 1
+
+
+def test_counted_events_are_forgotten_a_horizon_after_the_last_one(table: Table) -> None:
+    from agents.windows import counted_mask, counted_stale
+
+    table[b"old"] = b"3:%d" % (NOW - HORIZON - 1)
+    table[b"recent"] = b"1:%d" % (NOW - HORIZON)
+    table[b"before-session-20"] = b"3"  # no time: kept
+    assert [counted_mask(table.db[k]) for k in (b"old", b"recent", b"before-session-20")] == [3, 1, 3]
+    pipe = SimpleNamespace(counters=Counter())
+    s = Sweeper(pipe, table, lambda _key, raw, now: counted_stale(raw, now, HORIZON), HORIZON, counter="counted")
+    assert s.sweep(0, NOW) == 1
+    assert sorted(table.keys()) == [b"before-session-20", b"recent"]
