@@ -140,27 +140,37 @@ overdue: {check_interval: 1s}
 """
 
 
-def test_dedup_items_expire_after_the_horizon(stack: Settings, topic_prefix: str, tmp_path: Path) -> None:
-    """The sweep deletes expired items (a tombstone in the changelog); the URL is then new again."""
+def short_horizon_worker(stack: Settings, topic_prefix: str, tmp_path: Path) -> WorkerProcess:
+    """A worker started with a dedup horizon (and so a retention) of 2 s, ticks every second."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(SHORT_HORIZON)
     worker = WorkerProcess.for_prefix(stack, topic_prefix, tmp_path, SIGNALEMENT_POLICY=str(policy))
     worker.start()
+    return worker
+
+
+def wait_for_tombstone(stack: Settings, changelog: str, key: bytes, worker: WorkerProcess,
+                       timeout_s: float = 30.0) -> list[Any]:
+    """The changelog's records once it holds a tombstone for `key` (fails after `timeout_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        records = read_topics(stack, [changelog], idle_s=1.0)[changelog]
+        if any(m.key == key and m.value is None for m in records):
+            return records
+        time.sleep(1)
+    raise AssertionError(f"no tombstone for {key!r} in {changelog}\n{worker.log_tail()}")
+
+
+def test_dedup_items_expire_after_the_horizon(stack: Settings, topic_prefix: str, tmp_path: Path) -> None:
+    """The sweep deletes expired items (a tombstone in the changelog); the URL is then new again."""
+    worker = short_horizon_worker(stack, topic_prefix, tmp_path)
     try:
         names, codec = Topics(prefix=topic_prefix, partitions=stack.partitions), default_codec()
         first = scenario.referral("pharos", "https://x.com/u/status/expiring")
         produce(stack, names.reports("pharos"), [(None, codec.encode("Referral", first))])
         wait_for_count(stack, names.lane("twitter", "STANDARD"), 1, worker=worker)
-        changelog = f"{topic_prefix}app-dedup-items-changelog"
-        key = b"twitter|https://x.com/u/status/expiring"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            records = read_topics(stack, [changelog], idle_s=1.0)[changelog]
-            if any(m.key == key and m.value is None for m in records):
-                break
-            time.sleep(1)
-        else:
-            raise AssertionError(f"no tombstone for {key!r} in {changelog}\n{worker.log_tail()}")
+        wait_for_tombstone(stack, f"{topic_prefix}app-dedup-items-changelog", b"twitter|https://x.com/u/status/expiring",
+                           worker)
         second = scenario.referral("eu-iru", "https://twitter.com/u/status/expiring")
         produce(stack, names.reports("eu-iru"), [(None, codec.encode("Referral", second))])
         lane = wait_for_count(stack, names.lane("twitter", "STANDARD"), 2, worker=worker)
@@ -175,10 +185,7 @@ def test_decided_referrals_are_forgotten_after_the_horizon_open_ones_kept(stack:
     """The reactions table forgets a decided referral a horizon after its last change (a tombstone
     in its changelog), so it does not grow with every referral ever routed; an undecided one stays.
     The windows agent forgets the referral's counted events likewise."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(SHORT_HORIZON)
-    worker = WorkerProcess.for_prefix(stack, topic_prefix, tmp_path, SIGNALEMENT_POLICY=str(policy))
-    worker.start()
+    worker = short_horizon_worker(stack, topic_prefix, tmp_path)
     try:
         names, codec = Topics(prefix=topic_prefix, partitions=stack.partitions), default_codec()
         decided = scenario.referral("pharos", "https://x.com/u/status/decided")
@@ -192,14 +199,7 @@ def test_decided_referrals_are_forgotten_after_the_horizon_open_ones_kept(stack:
         produce(stack, names.decisions("twitter"), [(decided["referral_id"].encode(), removal)])
         wait_for_count(stack, names.reactions, 1, worker=worker)
         changelog = f"{topic_prefix}app-reactions-changelog"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            records = read_topics(stack, [changelog], idle_s=1.0)[changelog]
-            if any(m.key == decided["referral_id"].encode() and m.value is None for m in records):
-                break
-            time.sleep(1)
-        else:
-            raise AssertionError(f"no tombstone for {decided['referral_id']} in {changelog}\n{worker.log_tail()}")
+        wait_for_tombstone(stack, changelog, decided["referral_id"].encode(), worker)
         time.sleep(3)  # the open one is past the horizon too by now
         records = read_topics(stack, [changelog], idle_s=1.0)[changelog]
         assert not any(m.key == still_open["referral_id"].encode() and m.value is None for m in records)
